@@ -1,0 +1,310 @@
+//! Request extractors whose rejections use the JSON error shape: a JSON body with field
+//! paths in its errors, and query parameters checked one by one.
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Body size limit in force, stored in request extensions by the router so that a 413
+/// can name it.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON request body deserialized into `T`.
+///
+/// A missing or non-JSON content type is 415, a body over the limit 413, malformed JSON
+/// 400 without a field, and a value of the wrong type 400 naming its path.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = json_body(request, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Reads a body that must be JSON, returning its bytes.
+pub async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    require_json(request.headers())?;
+    read_body(request, state).await
+}
+
+/// Reads a body of any media type, mapping an over-limit body to 413.
+pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0);
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| body_rejection(rejection, limit))
+}
+
+fn body_rejection(rejection: BytesRejection, limit: Option<usize>) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large(limit)
+    } else {
+        ApiError::invalid_argument("the request body could not be read").with_source(rejection)
+    }
+}
+
+/// The media type of a request without parameters, lower-cased (`application/json`).
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or("").trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// Checks that the content type is JSON (`application/json` or `application/*+json`).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers) {
+        Some(kind) if is_json(&kind) => Ok(()),
+        Some(kind) => Err(ApiError::unsupported_media_type(format!(
+            "content type {kind} is not supported; send the body as JSON with Content-Type: application/json"
+        ))),
+        None => Err(ApiError::unsupported_media_type(
+            "the request has no Content-Type; send the body as JSON with Content-Type: application/json",
+        )),
+    }
+}
+
+fn is_json(kind: &str) -> bool {
+    kind == "application/json" || (kind.starts_with("application/") && kind.ends_with("+json"))
+}
+
+/// Deserializes JSON bytes, naming the path of a wrongly typed value.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| json_error(error, ""))?;
+    deserializer.end().map_err(|error| syntax_error(&error))?;
+    Ok(value)
+}
+
+/// Deserializes an already parsed value; `prefix` is prepended to error paths
+/// (`[3]` for the fourth item of a batch).
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| json_error(error, prefix))
+}
+
+fn json_error(error: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return syntax_error(&inner);
+    }
+
+    let field = match (prefix, path.as_str()) {
+        (prefix, ".") => prefix.to_string(),
+        ("", path) => path.to_string(),
+        (prefix, path) if path.starts_with('[') => format!("{prefix}{path}"),
+        (prefix, path) => format!("{prefix}.{path}"),
+    };
+    let message = describe_data_error(&field, &inner);
+    if field.is_empty() {
+        ApiError::invalid_argument(message)
+    } else {
+        ApiError::invalid_field(field, message)
+    }
+}
+
+fn syntax_error(error: &serde_json::Error) -> ApiError {
+    ApiError::invalid_argument(format!(
+        "request body is not valid JSON (line {}, column {})",
+        error.line(),
+        error.column()
+    ))
+}
+
+/// Rewords serde's "invalid type: X, expected Y" as "FIELD must be Y, not X".
+fn describe_data_error(field: &str, error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let subject = if field.is_empty() { "the body" } else { field };
+
+    let Some(rest) = text
+        .strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "))
+    else {
+        return format!("{subject} is invalid: {text}");
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return format!("{subject} is invalid: {text}");
+    };
+    format!("{subject} must be {}, not {found}", friendly_expectation(expected))
+}
+
+fn friendly_expectation(expected: &str) -> &str {
+    match expected {
+        "f64" | "f32" => "a number",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
+        "a sequence" => "an array",
+        "a map" => "an object",
+        "a boolean" | "bool" => "true or false",
+        other => other,
+    }
+}
+
+/// Query parameters, read one at a time with errors that name the parameter.
+///
+/// An empty value (`?tenant_id=`) counts as absent; a repeated name keeps its last value.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        Params::parse(query)
+    }
+}
+
+impl Params {
+    /// Parses a raw query string.
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .map(Params)
+            .map_err(|_| ApiError::invalid_argument("the query string is not valid URL encoding"))
+    }
+
+    /// The value of `name`, if present and not empty.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, value)| key == name && !value.is_empty())
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// An integer parameter that must lie in `range`.
+    pub fn integer<T>(&self, name: &str, range: RangeInclusive<T>) -> Result<Option<T>, ApiError>
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+    {
+        let Some(raw) = self.text(name) else {
+            return Ok(None);
+        };
+        let out_of_range = || {
+            ApiError::invalid_field(
+                name,
+                format!(
+                    "{name} must be an integer from {} to {}, not {raw:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        };
+        let value: T = raw.parse().map_err(|_| out_of_range())?;
+        if range.contains(&value) {
+            Ok(Some(value))
+        } else {
+            Err(out_of_range())
+        }
+    }
+
+    /// A parameter converted by `parse`, whose error text says what is expected.
+    pub fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ApiError> {
+        let Some(raw) = self.text(name) else {
+            return Ok(None);
+        };
+        parse(raw)
+            .map(Some)
+            .map_err(|expected| ApiError::invalid_field(name, format!("{name} {expected}, not {raw:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Deserialize)]
+    struct Sample {
+        #[allow(dead_code)]
+        value: Option<f64>,
+        #[allow(dead_code)]
+        labels: Option<HashMap<String, String>>,
+    }
+
+    #[test]
+    fn wrong_type_names_path() {
+        let error = parse_json::<Sample>(br#"{"value": "high"}"#).unwrap_err();
+        assert_eq!(error.field(), Some("value"));
+        assert_eq!(error.message(), "value must be a number, not string \"high\"");
+    }
+
+    #[test]
+    fn map_value_names_key() {
+        let error = parse_json::<Sample>(br#"{"labels": {"route": 5}}"#).unwrap_err();
+        assert_eq!(error.field(), Some("labels.route"));
+    }
+
+    #[test]
+    fn batch_prefix_goes_first() {
+        let value = serde_json::json!({"value": true});
+        let error = from_value::<Sample>(value, "[3]").unwrap_err();
+        assert_eq!(error.field(), Some("[3].value"));
+    }
+
+    #[test]
+    fn syntax_error_has_no_field() {
+        let error = parse_json::<Sample>(b"{\"value\": ").unwrap_err();
+        assert_eq!(error.field(), None);
+        assert!(error.message().contains("not valid JSON"), "{}", error.message());
+    }
+
+    #[test]
+    fn trailing_garbage_is_rejected() {
+        let error = parse_json::<Sample>(b"{} {}").unwrap_err();
+        assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn integer_param_checks_range() {
+        let params = Params::parse("limit=0&page_size=abc&ok=5").expect("valid");
+        let error = params.integer::<u32>("limit", 1..=1000).unwrap_err();
+        assert_eq!(error.field(), Some("limit"));
+        assert!(params.integer::<u32>("page_size", 1..=1000).is_err());
+        assert_eq!(params.integer::<u32>("ok", 1..=1000).expect("valid"), Some(5));
+        assert_eq!(params.integer::<u32>("missing", 1..=10).expect("valid"), None);
+    }
+
+    #[test]
+    fn empty_param_counts_as_absent() {
+        let params = Params::parse("tenant_id=&state=approved").expect("valid");
+        assert_eq!(params.text("tenant_id"), None);
+        assert_eq!(params.text("state"), Some("approved"));
+    }
+
+    #[test]
+    fn json_media_types() {
+        let mut headers = HeaderMap::new();
+        assert!(require_json(&headers).is_err());
+        headers.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().expect("header"));
+        assert!(require_json(&headers).is_ok());
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert_eq!(
+            require_json(&headers).unwrap_err().status(),
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! The router every service is served with: its routes plus health and readiness, a
+//! request id, tracing, a body limit, a request timeout, panic recovery, and JSON bodies
+//! for the errors axum and tower-http produce themselves (404, 405, 413).
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+
+/// How long `/readyz` waits for the store before it reports not ready.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/readyz` checks.
+#[derive(Clone, Debug)]
+pub enum Readiness {
+    /// Memory mode: ready whenever the process runs.
+    Always,
+    /// Postgres mode: ready when a trivial query succeeds.
+    Postgres(PgPool),
+}
+
+impl Readiness {
+    async fn check(&self) -> Result<(), ApiError> {
+        let Readiness::Postgres(pool) = self else {
+            return Ok(());
+        };
+        let ping = sqlx::query("SELECT 1").execute(pool);
+        match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                Err(ApiError::unavailable("the store is unreachable", 1).with_source(error))
+            }
+            Err(_) => Err(ApiError::unavailable(
+                "the store did not answer within 2 seconds",
+                1,
+            )),
+        }
+    }
+}
+
+/// Limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// Longest time a request may take before it is answered 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body: 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Wraps a service's routes with the endpoints and layers every service shares.
+pub fn app(routes: Router, readiness: Readiness, limits: HttpLimits) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(readiness);
+
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response)
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(limits, enforce_limits))
+        .layer(RequestBodyLimitLayer::new(limits.max_body));
+
+    routes
+        .merge(health)
+        .fallback(route_not_found)
+        .layer(layers)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    match readiness.check().await {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn route_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+fn request_span(request: &Request) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(request.uri().path(), MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), route, request_id)
+}
+
+/// Logs each response at debug level: at the default `info` a busy service would spend
+/// more on access lines than on the work. Failures are logged by `ApiError` itself.
+fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _: &Span) {
+    tracing::debug!(
+        status = response.status().as_u16(),
+        latency_us = latency.as_micros() as u64,
+        "request finished"
+    );
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(std::io::Error::other("handler panicked")).into_response()
+}
+
+/// Applies the request timeout and records the body limit for error messages.
+async fn enforce_limits(
+    State(limits): State<HttpLimits>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    request.extensions_mut().insert(BodyLimit(limits.max_body));
+    let started = Instant::now();
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(
+            format!(
+                "the request did not finish within {} ms",
+                started.elapsed().as_millis()
+            ),
+            1,
+        )
+        .into_response(),
+    }
+}
+
+/// Gives a JSON body to error responses that axum or tower-http made without one.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0);
+    let response = next.run(request).await;
+
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+
+    let (mut parts, _) = response.into_parts();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            ApiError::new(
+                status,
+                format!("method {method} is not allowed on {path}; allowed: {allowed}"),
+            )
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(limit),
+        StatusCode::NOT_FOUND => ApiError::not_found(format!("no route for {method} {path}")),
+        other => ApiError::new(
+            other,
+            other.canonical_reason().unwrap_or("request failed"),
+        ),
+    };
+
+    let fresh = error.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let (_, body) = fresh.into_parts();
+    Response::from_parts(parts, body)
+}
+
+fn is_json(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// A GET route whose handler changes state (it leases or hands out work), so `HEAD`
+/// must not reach it: axum would otherwise run the GET handler for `HEAD` too.
+pub fn get_changing_state<H, T, S>(handler: H) -> MethodRouter<S>
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    get(handler).route_layer(middleware::from_fn(reject_head))
+}
+
+async fn reject_head(request: Request, next: Next) -> Response {
+    if request.method() != Method::HEAD {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "HEAD is not allowed on {} because GET there changes state; use GET",
+            request.uri().path()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    response
+}

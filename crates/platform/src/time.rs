@@ -1,0 +1,211 @@
+//! Timestamps with microsecond precision, and the clock that makes them.
+//!
+//! Both stores keep microseconds (Postgres `timestamptz` cannot hold more), so every
+//! timestamp is truncated to microseconds when it is made or parsed.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+/// A UTC instant with microsecond precision, written as RFC 3339 with a `Z` suffix.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// The Unix epoch, useful as a lower bound.
+    pub const EPOCH: Timestamp = Timestamp(OffsetDateTime::UNIX_EPOCH);
+
+    /// Converts any offset to UTC and drops precision below one microsecond.
+    pub fn from_datetime(value: OffsetDateTime) -> Self {
+        let utc = value.to_offset(UtcOffset::UTC);
+        let micros = utc.microsecond();
+        Timestamp(utc.replace_microsecond(micros).unwrap_or(utc))
+    }
+
+    /// Reads the current system time.
+    pub fn now_utc() -> Self {
+        Self::from_datetime(OffsetDateTime::now_utc())
+    }
+
+    /// Parses RFC 3339 text with any offset.
+    pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
+        OffsetDateTime::parse(text, &Rfc3339).map(Self::from_datetime)
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub fn unix_micros(self) -> i64 {
+        // The range of OffsetDateTime (years ±9999) fits comfortably in i64 microseconds.
+        (self.0.unix_timestamp_nanos() / 1_000) as i64
+    }
+
+    /// Builds a timestamp from microseconds since the Unix epoch.
+    pub fn from_unix_micros(micros: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+            .ok()
+            .map(Timestamp)
+    }
+
+    /// Adds a duration, saturating at the largest representable time.
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        let delta = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+        Timestamp(self.0.saturating_add(delta))
+    }
+
+    /// Subtracts a duration, saturating at the smallest representable time.
+    pub fn saturating_sub(self, duration: Duration) -> Self {
+        let delta = time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+        Timestamp(self.0.saturating_sub(delta))
+    }
+
+    /// Time elapsed from `earlier` to `self`, or zero when `earlier` is later.
+    pub fn duration_since(self, earlier: Timestamp) -> Duration {
+        Duration::try_from(self.0 - earlier.0).unwrap_or(Duration::ZERO)
+    }
+
+    /// The underlying date-time, always in UTC.
+    pub fn as_datetime(self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
+        match self.0.format(format) {
+            Ok(text) => f.write_str(&text),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(|_| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Str(&text),
+                &"an RFC 3339 timestamp such as 2024-05-01T12:00:00Z",
+            )
+        })
+    }
+}
+
+/// A source of the current time, injected so that leases, windows and retention can be
+/// tested without sleeping.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Returns the current time, truncated to microseconds.
+    fn now(&self) -> Timestamp;
+}
+
+/// The clock type services hold.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now_utc()
+    }
+}
+
+/// Returns the wall clock as a [`SharedClock`].
+pub fn system_clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+/// A clock that moves only when told to, for tests.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<Timestamp>,
+}
+
+impl ManualClock {
+    /// Creates a clock stopped at `start`.
+    pub fn new(start: Timestamp) -> Arc<Self> {
+        Arc::new(ManualClock {
+            now: Mutex::new(start),
+        })
+    }
+
+    /// Creates a clock stopped at the current wall-clock time.
+    pub fn starting_now() -> Arc<Self> {
+        Self::new(Timestamp::now_utc())
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock();
+        *now = now.saturating_add(by);
+    }
+
+    /// Moves the clock to `to`, forward or back.
+    pub fn set(&self, to: Timestamp) {
+        *self.now.lock() = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.now.lock()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_uses_utc_and_microseconds() {
+        let ts = Timestamp::parse("2024-05-01T14:00:00.123456789+02:00").expect("valid");
+        assert_eq!(ts.to_string(), "2024-05-01T12:00:00.123456Z");
+    }
+
+    #[test]
+    fn whole_seconds_keep_six_digits() {
+        let ts = Timestamp::parse("2024-05-01T12:00:00Z").expect("valid");
+        assert_eq!(ts.to_string(), "2024-05-01T12:00:00.000000Z");
+    }
+
+    #[test]
+    fn unix_micros_round_trip() {
+        let ts = Timestamp::parse("2030-01-02T03:04:05.678901Z").expect("valid");
+        let back = Timestamp::from_unix_micros(ts.unix_micros()).expect("in range");
+        assert_eq!(back, ts);
+    }
+
+    #[test]
+    fn manual_clock_advances() {
+        let clock = ManualClock::new(Timestamp::EPOCH);
+        clock.advance(Duration::from_millis(1500));
+        assert_eq!(clock.now().unix_micros(), 1_500_000);
+    }
+
+    #[test]
+    fn deserialize_rejects_non_rfc3339() {
+        let error = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
+        assert!(error.to_string().contains("RFC 3339"), "{error}");
+    }
+}
