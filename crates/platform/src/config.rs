@@ -12,8 +12,8 @@ use std::time::Duration;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Metadata, Source};
-use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 
 /// The prefix of settings that every service reads.
 pub const SHARED_PREFIX: &str = "PERIPHERALS_";
@@ -216,7 +216,8 @@ impl Loader {
         let default_addr = SocketAddr::from(([127, 0, 0, 1], 0)).to_string();
         let mut figment = Figment::new().merge(Serialized::default("http_addr", default_addr));
         for (key, value) in values {
-            let parsed: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
+            let parsed: figment::value::Value =
+                value.parse().unwrap_or_else(|never| match never {});
             figment = figment.merge(Serialized::default(key, parsed));
         }
         Loader { figment, spec }
@@ -322,7 +323,11 @@ fn origin_of(error: &figment::Error) -> String {
         return key;
     };
     if metadata.name.contains("environment variable") {
-        return format!("{}{}", env_prefix(metadata), error.path.join("_").to_ascii_uppercase());
+        return format!(
+            "{}{}",
+            env_prefix(metadata),
+            error.path.join("_").to_ascii_uppercase()
+        );
     }
     match &metadata.source {
         Some(Source::File(path)) => format!("key `{key}` in {}", path.display()),
@@ -384,8 +389,7 @@ pub fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 pub fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     const EXPECTED: &str = "a duration such as 500ms, 30s, 5m, 1h or 7d (a bare number is seconds)";
     let text = lossy_string(deserializer)?;
-    parse_duration(&text)
-        .ok_or_else(|| de::Error::invalid_value(Unexpected::Str(&text), &EXPECTED))
+    parse_duration(&text).ok_or_else(|| de::Error::invalid_value(Unexpected::Str(&text), &EXPECTED))
 }
 
 /// Parses the duration forms `duration` accepts.
@@ -477,6 +481,8 @@ pub fn lossy_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
 }
 
 #[cfg(test)]
+// figment::Jail fixes the closure type, whose error variant clippy finds large.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -562,7 +568,10 @@ mod tests {
 
     #[test]
     fn field_names_lists_struct_fields() {
-        assert_eq!(field_names::<Demo>(), ["retention", "max_payload", "workers"]);
+        assert_eq!(
+            field_names::<Demo>(),
+            ["retention", "max_payload", "workers"]
+        );
     }
 
     #[test]

@@ -26,10 +26,14 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum DbStartError {
     /// `DATABASE_URL` does not parse.
-    #[error("invalid value for DATABASE_URL: {0}; expected postgres://user:password@host:5432/database")]
+    #[error(
+        "invalid value for DATABASE_URL: {0}; expected postgres://user:password@host:5432/database"
+    )]
     Url(#[source] sqlx::Error),
     /// Postgres did not accept a connection.
-    #[error("cannot connect to Postgres at {target} after {attempts} attempts; check DATABASE_URL and that the server is running")]
+    #[error(
+        "cannot connect to Postgres at {target} after {attempts} attempts; check DATABASE_URL and that the server is running"
+    )]
     Connect {
         target: String,
         attempts: u32,
@@ -37,7 +41,9 @@ pub enum DbStartError {
         source: sqlx::Error,
     },
     /// A migration failed.
-    #[error("applying migrations failed; fix the database or start with PERIPHERALS_MIGRATE=false if it is migrated separately")]
+    #[error(
+        "applying migrations failed; fix the database or start with PERIPHERALS_MIGRATE=false if it is migrated separately"
+    )]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
@@ -61,7 +67,10 @@ pub fn describe_target(options: &PgConnectOptions) -> String {
 }
 
 /// Parses the URL and builds a pool that connects lazily.
-pub fn pool(url: &str, settings: &PoolSettings) -> Result<(PgPool, PgConnectOptions), DbStartError> {
+pub fn pool(
+    url: &str,
+    settings: &PoolSettings,
+) -> Result<(PgPool, PgConnectOptions), DbStartError> {
     let options: PgConnectOptions = url.parse().map_err(DbStartError::Url)?;
     let options = options
         .application_name(&settings.application_name)

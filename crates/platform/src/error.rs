@@ -149,7 +149,11 @@ impl ApiError {
             if self.status == StatusCode::SERVICE_UNAVAILABLE {
                 tracing::warn!(code = self.code, message = %self.message, cause = cause.map(tracing::field::display), "request failed");
             } else {
-                tracing::error!(code = self.code, cause = cause.map(tracing::field::display), "request failed");
+                tracing::error!(
+                    code = self.code,
+                    cause = cause.map(tracing::field::display),
+                    "request failed"
+                );
             }
         } else {
             tracing::debug!(code = self.code, field = self.field.as_deref(), message = %self.message, "request rejected");
@@ -159,13 +163,21 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
 impl StdError for ApiError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
     }
 }
 
@@ -255,8 +267,17 @@ mod tests {
         let response = error.into_response();
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        (status, headers, serde_json::from_slice(&bytes).expect("json"))
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).expect("json"),
+        )
     }
 
     #[tokio::test]
@@ -291,6 +312,9 @@ mod tests {
     #[test]
     fn conflict_codes_differ() {
         assert_eq!(ApiError::already_exists("x").code(), "already_exists");
-        assert_eq!(ApiError::failed_precondition("x").code(), "failed_precondition");
+        assert_eq!(
+            ApiError::failed_precondition("x").code(),
+            "failed_precondition"
+        );
     }
 }

@@ -92,7 +92,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// Deserializes an already parsed value; `prefix` is prepended to error paths
 /// (`[3]` for the fourth item of a batch).
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
+pub fn from_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|error| json_error(error, prefix))
 }
 
@@ -143,7 +146,10 @@ fn describe_data_error(field: &str, error: &serde_json::Error) -> String {
     let Some((found, expected)) = rest.split_once(", expected ") else {
         return format!("{subject} is invalid: {text}");
     };
-    format!("{subject} must be {}, not {found}", friendly_expectation(expected))
+    format!(
+        "{subject} must be {}, not {found}",
+        friendly_expectation(expected)
+    )
 }
 
 fn friendly_expectation(expected: &str) -> &str {
@@ -225,9 +231,9 @@ impl Params {
         let Some(raw) = self.text(name) else {
             return Ok(None);
         };
-        parse(raw)
-            .map(Some)
-            .map_err(|expected| ApiError::invalid_field(name, format!("{name} {expected}, not {raw:?}")))
+        parse(raw).map(Some).map_err(|expected| {
+            ApiError::invalid_field(name, format!("{name} {expected}, not {raw:?}"))
+        })
     }
 }
 
@@ -249,7 +255,10 @@ mod tests {
     fn wrong_type_names_path() {
         let error = parse_json::<Sample>(br#"{"value": "high"}"#).unwrap_err();
         assert_eq!(error.field(), Some("value"));
-        assert_eq!(error.message(), "value must be a number, not string \"high\"");
+        assert_eq!(
+            error.message(),
+            "value must be a number, not string \"high\""
+        );
     }
 
     #[test]
@@ -269,7 +278,11 @@ mod tests {
     fn syntax_error_has_no_field() {
         let error = parse_json::<Sample>(b"{\"value\": ").unwrap_err();
         assert_eq!(error.field(), None);
-        assert!(error.message().contains("not valid JSON"), "{}", error.message());
+        assert!(
+            error.message().contains("not valid JSON"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]
@@ -284,8 +297,14 @@ mod tests {
         let error = params.integer::<u32>("limit", 1..=1000).unwrap_err();
         assert_eq!(error.field(), Some("limit"));
         assert!(params.integer::<u32>("page_size", 1..=1000).is_err());
-        assert_eq!(params.integer::<u32>("ok", 1..=1000).expect("valid"), Some(5));
-        assert_eq!(params.integer::<u32>("missing", 1..=10).expect("valid"), None);
+        assert_eq!(
+            params.integer::<u32>("ok", 1..=1000).expect("valid"),
+            Some(5)
+        );
+        assert_eq!(
+            params.integer::<u32>("missing", 1..=10).expect("valid"),
+            None
+        );
     }
 
     #[test]
@@ -299,7 +318,10 @@ mod tests {
     fn json_media_types() {
         let mut headers = HeaderMap::new();
         assert!(require_json(&headers).is_err());
-        headers.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().expect("header"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().expect("header"),
+        );
         assert!(require_json(&headers).is_ok());
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
         assert_eq!(

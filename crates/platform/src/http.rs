@@ -93,10 +93,7 @@ pub fn app(routes: Router, readiness: Readiness, limits: HttpLimits) -> Router {
         .layer(middleware::from_fn_with_state(limits, enforce_limits))
         .layer(RequestBodyLimitLayer::new(limits.max_body));
 
-    routes
-        .merge(health)
-        .fallback(route_not_found)
-        .layer(layers)
+    routes.merge(health).fallback(route_not_found).layer(layers)
 }
 
 async fn healthz() -> &'static str {
@@ -176,31 +173,24 @@ async fn json_errors(request: Request, next: Next) -> Response {
 
     let (mut parts, _) = response.into_parts();
     let error = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allowed = parts
-                .headers
-                .get(header::ALLOW)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            ApiError::new(
-                status,
-                format!("method {method} is not allowed on {path}; allowed: {allowed}"),
-            )
-        }
+        // axum adds the Allow header after this middleware has run, so it cannot be quoted.
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            format!(
+                "method {method} is not allowed on {path}; the Allow header lists the methods that are"
+            ),
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(limit),
         StatusCode::NOT_FOUND => ApiError::not_found(format!("no route for {method} {path}")),
-        other => ApiError::new(
-            other,
-            other.canonical_reason().unwrap_or("request failed"),
-        ),
+        other => ApiError::new(other, other.canonical_reason().unwrap_or("request failed")),
     };
 
     let fresh = error.into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let (_, body) = fresh.into_parts();
     Response::from_parts(parts, body)
 }

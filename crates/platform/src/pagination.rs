@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn overfetch_sets_next_only_when_more() {
-        let key = |n: &i64| Cursor { created_at_micros: *n, id: n.to_string() };
+        let key = |n: &i64| Cursor {
+            created_at_micros: *n,
+            id: n.to_string(),
+        };
         let full = Page::from_overfetch(vec![5, 4, 3], 2, key);
         assert_eq!(full.items, vec![5, 4]);
         assert_eq!(full.next.map(|c| c.created_at_micros), Some(4));
@@ -157,7 +160,10 @@ mod tests {
 
     #[test]
     fn precedes_breaks_ties_by_id() {
-        let cursor = Cursor { created_at_micros: 10, id: "m".into() };
+        let cursor = Cursor {
+            created_at_micros: 10,
+            id: "m".into(),
+        };
         let at = Timestamp::from_unix_micros(10).expect("valid");
         assert!(cursor.precedes(at, "a"));
         assert!(!cursor.precedes(at, "z"));

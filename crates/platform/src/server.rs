@@ -293,10 +293,8 @@ async fn start(def: &ServiceDef, shutdown: CancellationToken) -> Result<Running,
 
 async fn bind(address: SocketAddr, prefix: &str) -> Result<TcpListener, StartError> {
     TcpListener::bind(address).await.map_err(|error| {
-        format!(
-            "cannot listen on {address}: {error}; set {prefix}HTTP_ADDR to a free address"
-        )
-        .into()
+        format!("cannot listen on {address}: {error}; set {prefix}HTTP_ADDR to a free address")
+            .into()
     })
 }
 
@@ -356,7 +354,10 @@ async fn stop(service: Running) -> bool {
             false
         }
         Err(_) => {
-            tracing::error!(service = name, "in-flight requests did not finish within the shutdown grace");
+            tracing::error!(
+                service = name,
+                "in-flight requests did not finish within the shutdown grace"
+            );
             server.abort();
             false
         }

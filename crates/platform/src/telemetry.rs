@@ -2,6 +2,8 @@
 //! `RUST_LOG` (default `info`). Logs go to stderr so that stdout stays free for data,
 //! such as the log pipeline's JSON-lines sink.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -27,6 +29,7 @@ pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
 
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
 
     let installed = match format {

@@ -94,7 +94,10 @@ impl TestRequest {
 
     /// Sends the request through the router.
     pub async fn send(self) -> TestResponse {
-        let request = self.builder.body(self.body).expect("request parts are valid");
+        let request = self
+            .builder
+            .body(self.body)
+            .expect("request parts are valid");
         let response = self
             .router
             .oneshot(request)
@@ -311,14 +314,16 @@ async fn start_container() -> (PgConnectOptions, Option<ContainerAsync<Postgres>
 }
 
 async fn connect_admin(options: &PgConnectOptions) -> PgConnection {
-    PgConnection::connect_with(options).await.unwrap_or_else(|error| {
-        panic!(
-            "cannot connect to the test Postgres server at {}:{} ({error}); \
+    PgConnection::connect_with(options)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot connect to the test Postgres server at {}:{} ({error}); \
              check TEST_DATABASE_URL or start the server",
-            options.get_host(),
-            options.get_port()
-        )
-    })
+                options.get_host(),
+                options.get_port()
+            )
+        })
 }
 
 /// Names the template after the migrations, so a changed migration gets a new template.
@@ -394,7 +399,9 @@ async fn create_from_template(connection: &mut PgConnection, name: &str, templat
         {
             Ok(_) => return,
             // 55006: the template is briefly in use by another test's CREATE DATABASE.
-            Err(error) if crate::db::sqlstate(&error).as_deref() == Some("55006") && attempt < 50 => {
+            Err(error)
+                if crate::db::sqlstate(&error).as_deref() == Some("55006") && attempt < 50 =>
+            {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
@@ -487,4 +494,37 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, state: Arc<Proxy
 /// Builds a header value for tests, failing loudly on invalid text.
 pub fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).expect("valid header value")
+}
+
+/// Generates, for each named async test function taking an app, one test against the
+/// memory store and one against Postgres. The app type needs `async fn memory() -> Self`
+/// and `async fn postgres() -> Self`.
+///
+/// ```ignore
+/// platform::store_suite!(TestApp; creates_item, rejects_duplicate);
+/// ```
+#[macro_export]
+macro_rules! store_suite {
+    ($app:ty; $($name:ident),+ $(,)?) => {
+        mod memory {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(<$app>::memory().await).await;
+                }
+            )+
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(<$app>::postgres().await).await;
+                }
+            )+
+        }
+    };
 }

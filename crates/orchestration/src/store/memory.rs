@@ -1,0 +1,103 @@
+//! Assignments in process memory, bounded by a configurable count.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use platform::Timestamp;
+use platform::pagination::{Cursor, Page, PageRequest};
+use uuid::Uuid;
+
+use super::{AssignmentStore, ChangeOutcome, StatusChange, StoreError};
+use crate::model::{Assignment, AssignmentFilter};
+
+/// Assignments in a map, with an index in newest-first order.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    capacity: Option<usize>,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<Uuid, Assignment>,
+    by_creation: BTreeSet<(Timestamp, Uuid)>,
+}
+
+impl MemoryStore {
+    /// Creates an empty store; `capacity` caps the number of assignments.
+    pub fn new(capacity: Option<usize>) -> Self {
+        MemoryStore {
+            capacity,
+            inner: RwLock::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl AssignmentStore for MemoryStore {
+    async fn insert(&self, assignment: &Assignment) -> Result<(), StoreError> {
+        let mut inner = self.inner.write();
+        if let Some(capacity) = self.capacity
+            && inner.by_id.len() >= capacity
+        {
+            return Err(StoreError::Full { capacity });
+        }
+        inner
+            .by_creation
+            .insert((assignment.created_at, assignment.assignment_id));
+        inner
+            .by_id
+            .insert(assignment.assignment_id, assignment.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Assignment>, StoreError> {
+        Ok(self.inner.read().by_id.get(&id).cloned())
+    }
+
+    async fn change_status(
+        &self,
+        id: Uuid,
+        change: &StatusChange,
+    ) -> Result<ChangeOutcome, StoreError> {
+        let mut inner = self.inner.write();
+        let Some(assignment) = inner.by_id.get_mut(&id) else {
+            return Ok(ChangeOutcome::Missing);
+        };
+        if assignment.status != change.expected {
+            return Ok(ChangeOutcome::Stale);
+        }
+        assignment.status = change.status;
+        if let Some(message) = &change.message {
+            assignment.status_message = message.clone();
+        }
+        assignment.updated_at = change.at;
+        Ok(ChangeOutcome::Applied(assignment.clone()))
+    }
+
+    async fn list(
+        &self,
+        filter: &AssignmentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Assignment>, StoreError> {
+        let inner = self.inner.read();
+        let matching = inner
+            .by_creation
+            .iter()
+            .rev()
+            .filter(|(created_at, id)| {
+                page.after
+                    .as_ref()
+                    .is_none_or(|cursor| cursor.precedes(*created_at, &id.to_string()))
+            })
+            .filter_map(|(_, id)| inner.by_id.get(id))
+            .filter(|assignment| filter.matches(assignment))
+            .take(page.size + 1)
+            .cloned()
+            .collect();
+        Ok(Page::from_overfetch(matching, page.size, |assignment| {
+            Cursor::after(assignment.created_at, assignment.assignment_id.to_string())
+        }))
+    }
+}
