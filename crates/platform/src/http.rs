@@ -134,8 +134,13 @@ fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _: &Sp
     );
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::internal(std::io::Error::other("handler panicked")).into_response()
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_string());
+    ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
 }
 
 /// Applies the request timeout and records the body limit for error messages.
