@@ -6,8 +6,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// Most assignments the memory store keeps; past it, creation answers 429. Postgres
-    /// mode has no such cap.
+    /// Maximum number of assignments the memory store keeps; past it, creation returns
+    /// 429. Postgres mode has no such cap.
     pub max_assignments: usize,
 }
 

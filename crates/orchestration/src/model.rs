@@ -7,16 +7,16 @@ use platform::Timestamp;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Longest id or name accepted in `agent_id`, `workload_id`, `tenant_id` and `project_id`.
+/// Maximum length in characters of `agent_id`, `workload_id`, `tenant_id` and `project_id`.
 pub const MAX_ID_LEN: usize = 256;
-/// Longest status message.
+/// Maximum length in characters of a status message.
 pub const MAX_MESSAGE_LEN: usize = 4096;
 /// Most metadata entries on one assignment.
 pub const MAX_METADATA_ENTRIES: usize = 64;
-/// Longest metadata key or value.
+/// Maximum length in bytes of a metadata key or value.
 pub const MAX_METADATA_TEXT_LEN: usize = 1024;
 
-/// Where an assignment is in its lifecycle; mirrors `cassandra.orchestration.v1.WorkStatus`.
+/// Lifecycle status of an assignment, mirroring `cassandra.orchestration.v1.WorkStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkStatus {
@@ -48,7 +48,7 @@ impl WorkStatus {
             .find(|status| status.as_str() == name)
     }
 
-    /// The lowercase name used in JSON and in Postgres.
+    /// Returns the lowercase name used in JSON and in Postgres.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkStatus::Pending => "pending",
@@ -68,7 +68,7 @@ impl WorkStatus {
         )
     }
 
-    /// Whether an assignment in this status may move to `next`. Staying in the same status
+    /// Checks whether an assignment in this status may move to `next`. Staying in the same status
     /// is allowed for every status that is not final, and only updates the message.
     pub fn can_move_to(self, next: WorkStatus) -> bool {
         use WorkStatus::*;

@@ -16,7 +16,7 @@ use crate::store::{AssignmentStore, ChangeOutcome, StatusChange, StoreError};
 /// How often a status change re-reads after losing a race before it gives up.
 const MAX_CHANGE_ATTEMPTS: usize = 8;
 
-/// Why an orchestrator operation failed.
+/// Failure of an orchestrator operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An input field is missing or invalid.

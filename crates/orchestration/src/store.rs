@@ -17,10 +17,10 @@ use crate::model::{Assignment, AssignmentFilter, WorkStatus};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
-/// Why a store operation failed.
+/// Failure of a store operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The memory store holds its configured maximum.
+    /// The memory store contains its configured maximum.
     #[error("the store holds its maximum of {capacity} assignments")]
     Full { capacity: usize },
     /// Postgres failed or is out of reach.

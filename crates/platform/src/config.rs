@@ -24,7 +24,7 @@ pub const CONFIG_FILE_VARIABLE: &str = "PERIPHERALS_CONFIG";
 /// A configuration value that cannot be used; startup stops with this message.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A variable or key holds a value of the wrong form.
+    /// A variable or key has a value of the wrong form.
     #[error("invalid value for {origin}: {detail}")]
     Invalid { origin: String, detail: String },
     /// Settings that are fine one by one but not together.
@@ -35,7 +35,7 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
 }
 
-/// Where one service finds its settings.
+/// Settings sources of one service: environment prefix, TOML table and default port.
 #[derive(Clone, Copy, Debug)]
 pub struct SourceSpec {
     /// Environment prefix, with the trailing underscore (`MESSAGING_`).
@@ -48,7 +48,7 @@ pub struct SourceSpec {
     pub default_port: u16,
 }
 
-/// Which store a service keeps its state in.
+/// Store kind a service keeps its state in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     Memory,
@@ -74,7 +74,7 @@ impl<'de> Deserialize<'de> for StoreKind {
 pub struct DatabaseUrl(#[serde(deserialize_with = "lossy_string")] String);
 
 impl DatabaseUrl {
-    /// The full URL, password included. Pass it to the driver, never to a log.
+    /// Returns the full URL, password included. Pass it to the driver, never to a log.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -107,7 +107,7 @@ pub struct CommonSettings {
     /// Largest accepted request body, in bytes.
     #[serde(deserialize_with = "byte_size")]
     pub max_body: usize,
-    /// Longest time a request may run before it is answered 503.
+    /// Maximum time a request may run before the server responds 503.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
 }
@@ -147,7 +147,7 @@ impl Default for TelemetrySettings {
     }
 }
 
-/// How log lines are written.
+/// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
@@ -223,7 +223,7 @@ impl Loader {
         Loader { figment, spec }
     }
 
-    /// Where this loader reads from.
+    /// Returns the sources this loader reads.
     pub fn spec(&self) -> SourceSpec {
         self.spec
     }

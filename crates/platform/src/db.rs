@@ -19,10 +19,10 @@ pub fn migrator() -> Migrator {
     migrator
 }
 
-/// How long a request waits for a pooled connection before it is answered 503.
+/// Maximum time a request waits for a pooled connection before the server responds 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Why the database could not be prepared at startup.
+/// Failure to prepare the database at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum DbStartError {
     /// `DATABASE_URL` does not parse.
@@ -128,7 +128,7 @@ pub async fn run_migrations(pool: &PgPool) -> Result<(), DbStartError> {
     migrator().run(pool).await.map_err(DbStartError::Migrate)
 }
 
-/// The SQLSTATE of a database error.
+/// Returns the SQLSTATE of a database error.
 pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
     match error {
         sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
@@ -136,7 +136,7 @@ pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
     }
 }
 
-/// The constraint a unique violation (`23505`) broke.
+/// Returns the constraint that a unique violation (`23505`) broke.
 pub fn unique_violation(error: &sqlx::Error) -> Option<String> {
     match error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
@@ -147,7 +147,7 @@ pub fn unique_violation(error: &sqlx::Error) -> Option<String> {
 }
 
 /// True when the error means the server is out of reach or refusing work for now, so the
-/// request should be answered 503 and retried.
+/// server should respond 503 and the client retry.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// An error answered to the client.
+/// An error returned to the client as JSON.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -120,22 +120,22 @@ impl ApiError {
         self
     }
 
-    /// The HTTP status.
+    /// Returns the HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
-    /// The error code of the body.
+    /// Returns the error code of the body.
     pub fn code(&self) -> &'static str {
         self.code
     }
 
-    /// The client-facing message.
+    /// Returns the client-facing message.
     pub fn message(&self) -> &str {
         &self.message
     }
 
-    /// The field at fault, if one is.
+    /// Returns the field at fault, if there is one.
     pub fn field(&self) -> Option<&str> {
         self.field.as_deref()
     }
@@ -181,7 +181,7 @@ impl StdError for ApiError {
     }
 }
 
-/// The code of API.md for a status.
+/// Maps a status to its error code: the gRPC canonical name where one fits, else the HTTP name.
 pub fn code_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "invalid_argument",

@@ -57,7 +57,7 @@ fn body_rejection(rejection: BytesRejection, limit: Option<usize>) -> ApiError {
     }
 }
 
-/// The media type of a request without parameters, lower-cased (`application/json`).
+/// Returns the media type of a request without parameters, lower-cased (`application/json`).
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next().unwrap_or("").trim();
@@ -187,7 +187,7 @@ impl Params {
             .map_err(|_| ApiError::invalid_argument("the query string is not valid URL encoding"))
     }
 
-    /// The value of `name`, if present and not empty.
+    /// Returns the value of `name`, if present and not empty.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -222,7 +222,7 @@ impl Params {
         }
     }
 
-    /// A parameter converted by `parse`, whose error text says what is expected.
+    /// Converts a parameter with `parse`, whose error text states what is expected.
     pub fn parsed<T>(
         &self,
         name: &str,

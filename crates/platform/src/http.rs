@@ -25,7 +25,7 @@ use crate::extract::BodyLimit;
 /// How long `/readyz` waits for the store before it reports not ready.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What `/readyz` checks.
+/// Readiness check behind `/readyz`.
 #[derive(Clone, Debug)]
 pub enum Readiness {
     /// Memory mode: ready whenever the process runs.
@@ -46,7 +46,7 @@ impl Readiness {
                 Err(ApiError::unavailable("the store is unreachable", 1).with_source(error))
             }
             Err(_) => Err(ApiError::unavailable(
-                "the store did not answer within 2 seconds",
+                "the store did not respond within 2 seconds",
                 1,
             )),
         }
@@ -58,7 +58,7 @@ impl Readiness {
 pub struct HttpLimits {
     /// Largest request body in bytes.
     pub max_body: usize,
-    /// Longest time a request may take before it is answered 503.
+    /// Maximum time a request may run before the server responds 503.
     pub request_timeout: Duration,
 }
 

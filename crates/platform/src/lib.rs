@@ -1,5 +1,5 @@
 //! Shared plumbing for the peripherals services: configuration, tracing, the JSON error
-//! shape, extractors, the server harness and Postgres access. It holds no domain rules.
+//! shape, extractors, the server harness and Postgres access. It contains no domain rules.
 
 pub mod config;
 pub mod db;

@@ -34,7 +34,7 @@ impl Cursor {
         }
     }
 
-    /// The creation time as a timestamp.
+    /// Returns the creation time as a timestamp.
     pub fn created_at(&self) -> Timestamp {
         Timestamp::from_unix_micros(self.created_at_micros).unwrap_or(Timestamp::EPOCH)
     }
@@ -64,7 +64,7 @@ impl Cursor {
 pub struct PageRequest {
     /// Items per page, 1 to 1000.
     pub size: usize,
-    /// Where the page starts; `None` for the first page.
+    /// Start position of the page, `None` for the first page.
     pub after: Option<Cursor>,
 }
 

@@ -47,7 +47,7 @@ pub struct ServiceDef {
     pub build: fn(Context) -> BoxFuture<'static, Result<Service, StartError>>,
 }
 
-/// Where a service keeps its state.
+/// Storage backend of a service.
 #[derive(Clone, Debug)]
 pub enum Backend {
     /// In-process structures; state is lost on exit.
@@ -57,7 +57,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The store name used in logs.
+    /// Returns the store name used in logs.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Memory => "memory",
@@ -66,7 +66,7 @@ impl Backend {
     }
 }
 
-/// Background tasks of a service and the signal that tells them to drain and stop.
+/// Background tasks of a service and the signal that makes them drain and stop.
 #[derive(Clone, Debug, Default)]
 pub struct Workers {
     tracker: TaskTracker,
@@ -102,7 +102,7 @@ impl Workers {
     }
 }
 
-/// What a service's `build` receives.
+/// Inputs of a service's `build` function.
 pub struct Context {
     /// The service's binary name.
     pub name: &'static str,
@@ -141,7 +141,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// A service with routes only.
+    /// Creates a service with routes only.
     pub fn new(routes: Router) -> Self {
         Service {
             routes,

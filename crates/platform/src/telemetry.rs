@@ -9,7 +9,7 @@ use tracing_subscriber::filter::LevelFilter;
 
 use crate::config::LogFormat;
 
-/// Why tracing could not be set up.
+/// Failure to set up tracing.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// `RUST_LOG` is not a valid filter.

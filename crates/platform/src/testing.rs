@@ -3,7 +3,7 @@
 //!
 //! The Postgres server comes from `TEST_DATABASE_URL` when it is set, otherwise from a
 //! testcontainers container started once per test binary. When neither works, the test
-//! fails with a message that says how to provide one; it never passes silently.
+//! fails with a message that explains how to provide one; it never passes silently.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,19 +131,19 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
-    /// The body as text.
+    /// Returns the body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The body as JSON; fails the test with the body text when it is not JSON.
+    /// Parses the body as JSON, failing the test with the body text when it is not JSON.
     #[track_caller]
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.text()))
     }
 
-    /// A header value as text, if present.
+    /// Returns a header value as text, if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
         self.headers.get(name).and_then(|value| value.to_str().ok())
@@ -243,7 +243,7 @@ impl TestDatabase {
             .expect("test database accepts connections")
     }
 
-    /// The socket address of the server, for a proxy in front of it.
+    /// Resolves the server's socket address, for a proxy in front of it.
     pub async fn server_address(&self) -> SocketAddr {
         let host = format!("{}:{}", self.options.get_host(), self.options.get_port());
         tokio::net::lookup_host(&host)
@@ -440,7 +440,7 @@ impl TcpProxy {
         }
     }
 
-    /// The address clients connect to.
+    /// Returns the address clients connect to.
     pub fn address(&self) -> SocketAddr {
         self.address
     }

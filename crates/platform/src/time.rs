@@ -69,7 +69,7 @@ impl Timestamp {
         Duration::try_from(self.0 - earlier.0).unwrap_or(Duration::ZERO)
     }
 
-    /// The underlying date-time, always in UTC.
+    /// Returns the underlying date-time, always in UTC.
     pub fn as_datetime(self) -> OffsetDateTime {
         self.0
     }
@@ -136,7 +136,7 @@ pub fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
 }
 
-/// A clock that moves only when told to, for tests.
+/// A clock that moves only when a test moves it.
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<Timestamp>,
