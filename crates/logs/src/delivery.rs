@@ -1,0 +1,110 @@
+//! Background work: one delivery worker per sink, and the retention sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::error::ErrorChain;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::Batch;
+use crate::queue::Queue;
+use crate::service::Pipeline;
+use crate::sink::Sink;
+
+/// Most events handed to a sink in one write: one INSERT statement, one stdout write.
+const MAX_DELIVERY_EVENTS: usize = 4096;
+
+/// First wait after a failed write; it doubles up to `MAX_RETRY_DELAY`.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Hands queued batches to `sink` in order until `stop` fires and the queue holds
+/// nothing more for it, then flushes the sink.
+pub(crate) async fn deliver_until_stopped(
+    queue: Arc<Queue>,
+    consumer: usize,
+    sink: Arc<dyn Sink>,
+    stop: CancellationToken,
+) {
+    let name = sink.name();
+    tracing::debug!(sink = name, "delivery worker started");
+    let mut stopping = false;
+    loop {
+        let batches = queue.peek(consumer, MAX_DELIVERY_EVENTS);
+        if batches.is_empty() {
+            if stopping {
+                break;
+            }
+            tokio::select! {
+                _ = queue.work_ready(consumer) => {}
+                _ = stop.cancelled() => stopping = true,
+            }
+            continue;
+        }
+        write_with_retry(sink.as_ref(), &batches).await;
+        queue.advance(consumer, batches.len());
+    }
+
+    if let Err(error) = sink.flush().await {
+        tracing::error!(sink = name, error = %ErrorChain(error.as_ref()), "flushing the sink failed at shutdown");
+    }
+    tracing::debug!(sink = name, "delivery worker stopped");
+}
+
+/// Writes until the sink accepts, waiting longer after each failure. Events are never
+/// dropped here: while a sink fails, its backlog holds the queue and ingestion answers
+/// 503 once the queue is full.
+async fn write_with_retry(sink: &dyn Sink, batches: &[Arc<Batch>]) {
+    let events: usize = batches.iter().map(|batch| batch.len()).sum();
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut failures: u32 = 0;
+    loop {
+        match sink.write(batches).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(
+                        sink = sink.name(),
+                        events,
+                        failures,
+                        "delivery succeeded after retries"
+                    );
+                }
+                return;
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(
+                    sink = sink.name(),
+                    events,
+                    failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %ErrorChain(error.as_ref()),
+                    "delivery failed; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// Deletes expired events every `interval` until `stop` fires.
+pub(crate) async fn sweep_until_stopped(
+    pipeline: Arc<Pipeline>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+        match pipeline.sweep_expired_until(&stop).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "retention sweep deleted expired events"),
+            Err(error) => {
+                tracing::warn!(error = %ErrorChain(&error), "retention sweep failed; retrying at the next interval")
+            }
+        }
+    }
+}

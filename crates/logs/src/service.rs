@@ -1,0 +1,189 @@
+//! The pipeline: validation and filtering on ingest, the bounded queue, enrichment,
+//! recent reads and retention. Every log pipeline rule lives here, over any store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use platform::SharedClock;
+use platform::server::Workers;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::delivery;
+use crate::model::{Level, LogRecord, RecentQuery};
+use crate::parse::{self, BodyFormat, InvalidInput};
+use crate::queue::{Queue, QueueFull};
+use crate::sink::Sink;
+use crate::store::{LogStore, StoreError};
+
+/// Why a pipeline operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body or a parameter is invalid; nothing was accepted.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The batch does not fit into the queue; nothing was accepted.
+    #[error("{}", describe_full(.0))]
+    QueueFull(QueueFull),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe_full(full: &QueueFull) -> String {
+    if full.batch > full.capacity {
+        format!(
+            "a batch of {} events can never fit into the queue of {} events; split it into smaller batches",
+            full.batch, full.capacity
+        )
+    } else {
+        format!(
+            "the queue cannot take {} more events: {} of {} are waiting for delivery; retry later",
+            full.batch, full.queued, full.capacity
+        )
+    }
+}
+
+/// The answer to an ingest request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IngestSummary {
+    /// Events queued for the sinks.
+    pub accepted: usize,
+    /// Events below the minimum level, dropped.
+    pub filtered: usize,
+}
+
+/// The log pipeline: ingest queues events, one worker per sink delivers them.
+pub struct Pipeline {
+    queue: Arc<Queue>,
+    store: Arc<dyn LogStore>,
+    sink_names: Vec<&'static str>,
+    clock: SharedClock,
+    min_level: Level,
+    recent_capacity: usize,
+    retention: Duration,
+    sweep_batch: usize,
+}
+
+impl Pipeline {
+    /// Builds the pipeline and starts its workers on `workers`: one per sink (the store
+    /// first, then `sinks`) and the retention sweep. They drain the queue, flush and
+    /// return when the workers' stop signal fires.
+    pub fn start(
+        settings: &Settings,
+        store: Arc<dyn LogStore>,
+        sinks: Vec<Arc<dyn Sink>>,
+        clock: SharedClock,
+        workers: &Workers,
+    ) -> Arc<Self> {
+        let store_sink: Arc<dyn Sink> = store.clone();
+        let all_sinks: Vec<Arc<dyn Sink>> = std::iter::once(store_sink).chain(sinks).collect();
+        let origin = platform::ids::new_id();
+        let queue = Arc::new(Queue::new(
+            settings.queue_size.get(),
+            all_sinks.len(),
+            origin,
+        ));
+
+        let pipeline = Arc::new(Pipeline {
+            queue: queue.clone(),
+            store,
+            sink_names: all_sinks.iter().map(|sink| sink.name()).collect(),
+            clock,
+            min_level: settings.min_level,
+            recent_capacity: settings.recent_capacity.get(),
+            retention: settings.retention,
+            sweep_batch: settings.retention_sweep_batch.get(),
+        });
+
+        let stop = workers.stop_signal();
+        for (consumer, sink) in all_sinks.into_iter().enumerate() {
+            workers.spawn(delivery::deliver_until_stopped(
+                queue.clone(),
+                consumer,
+                sink,
+                stop.clone(),
+            ));
+        }
+        workers.spawn(delivery::sweep_until_stopped(
+            pipeline.clone(),
+            settings.retention_sweep_interval,
+            stop,
+        ));
+        tracing::info!(
+            %origin,
+            queue_size = settings.queue_size.get(),
+            min_level = %settings.min_level,
+            sinks = ?pipeline.sink_names,
+            "log pipeline started"
+        );
+        pipeline
+    }
+
+    /// Validates a body and queues its events at or above the minimum level as one
+    /// batch. Any invalid event, or a batch that does not fit, rejects the whole body.
+    pub fn ingest(&self, body: Bytes, format: BodyFormat) -> Result<IngestSummary, Error> {
+        let receipt = self.clock.now();
+        let parsed = parse::parse_body(body, format, receipt, self.min_level)?;
+        let accepted = parsed.events.len();
+        if accepted > 0 {
+            self.queue
+                .push(parsed.events, receipt)
+                .map_err(Error::QueueFull)?;
+        }
+        tracing::debug!(accepted, filtered = parsed.filtered, "events ingested");
+        Ok(IngestSummary {
+            accepted,
+            filtered: parsed.filtered,
+        })
+    }
+
+    /// The newest delivered events that pass the filters, oldest first.
+    pub async fn recent(&self, query: &RecentQuery) -> Result<Vec<LogRecord>, Error> {
+        Ok(self.store.recent(query).await?)
+    }
+
+    /// The default and maximum `limit` of recent reads.
+    pub fn recent_capacity(&self) -> usize {
+        self.recent_capacity
+    }
+
+    /// Deletes every stored event received longer ago than the retention, in statements
+    /// of at most the sweep batch size; returns how many it deleted.
+    pub async fn sweep_expired(&self) -> Result<u64, Error> {
+        self.sweep_expired_until(&CancellationToken::new()).await
+    }
+
+    /// Like `sweep_expired`, but stops between statements once `stop` fires.
+    pub(crate) async fn sweep_expired_until(&self, stop: &CancellationToken) -> Result<u64, Error> {
+        let cutoff = self.clock.now().saturating_sub(self.retention);
+        let mut deleted = 0;
+        while !stop.is_cancelled() {
+            let count = self
+                .store
+                .delete_received_before(cutoff, self.sweep_batch)
+                .await?;
+            deleted += count;
+            if count < self.sweep_batch as u64 {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Waits until every event accepted before the call has reached every sink.
+    pub async fn delivered(&self) {
+        self.queue.delivered().await;
+    }
+
+    /// Events not yet delivered, per sink, for the shutdown report.
+    pub fn backlog(&self) -> Vec<(&'static str, u64)> {
+        self.sink_names
+            .iter()
+            .zip(self.queue.undelivered())
+            .map(|(&name, count)| (name, count as u64))
+            .collect()
+    }
+}

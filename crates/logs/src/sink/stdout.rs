@@ -1,0 +1,140 @@
+//! Events written to stdout (or any writer) as JSON lines, one write per delivery.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::{Sink, SinkError};
+use crate::model::Batch;
+
+/// Writes each event as one JSON line. Serialization and the blocking write run on
+/// tokio's blocking pool, off the request path and off the async workers.
+pub struct StdoutSink {
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    writer: Box<dyn Write + Send>,
+    /// Reused between deliveries so that a steady stream allocates nothing.
+    buffer: Vec<u8>,
+}
+
+impl StdoutSink {
+    /// Writes to the process's stdout, which Rust buffers by line and locks per write.
+    pub fn stdout() -> Self {
+        Self::new(Box::new(std::io::stdout()))
+    }
+
+    /// Writes to any writer, for tests and other destinations.
+    pub fn new(writer: Box<dyn Write + Send>) -> Self {
+        StdoutSink {
+            state: Arc::new(Mutex::new(State {
+                writer,
+                buffer: Vec::new(),
+            })),
+        }
+    }
+}
+
+impl State {
+    /// Serializes every event of the delivery into the buffer, then writes it at once.
+    fn write_batches(&mut self, batches: &[Arc<Batch>]) -> std::io::Result<()> {
+        self.buffer.clear();
+        for batch in batches {
+            for record in batch.records() {
+                serde_json::to_writer(&mut self.buffer, &record)?;
+                self.buffer.push(b'\n');
+            }
+        }
+        self.writer.write_all(&self.buffer)?;
+        self.writer.flush()
+    }
+}
+
+#[async_trait]
+impl Sink for StdoutSink {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    async fn write(&self, batches: &[Arc<Batch>]) -> Result<(), SinkError> {
+        let state = self.state.clone();
+        let batches = batches.to_vec();
+        tokio::task::spawn_blocking(move || state.lock().write_batches(&batches)).await??;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.lock().writer.flush()).await??;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Fields, Level, LogEvent, Text};
+    use platform::Timestamp;
+
+    /// A writer that records what it was given and how many writes it took.
+    #[derive(Clone, Default)]
+    struct Capture {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        writes: Arc<Mutex<usize>>,
+    }
+
+    impl Write for Capture {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.bytes.lock().extend_from_slice(data);
+            *self.writes.lock() += 1;
+            Ok(data.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn batch(first_sequence: u64, messages: &[&str]) -> Arc<Batch> {
+        let at = Timestamp::parse("2030-01-01T00:00:00Z").expect("valid");
+        Arc::new(Batch {
+            origin: uuid::Uuid::nil(),
+            received_at: at,
+            first_sequence,
+            events: messages
+                .iter()
+                .map(|message| LogEvent {
+                    source: Text::from("api"),
+                    level: Level::Error,
+                    message: Text::from(*message),
+                    fields: Fields::default(),
+                    timestamp: at,
+                })
+                .collect(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn writes_json_lines_in_one_write() {
+        let capture = Capture::default();
+        let sink = StdoutSink::new(Box::new(capture.clone()));
+        sink.write(&[batch(1, &["a", "b\nc"]), batch(3, &["d"])])
+            .await
+            .expect("written");
+
+        let text = String::from_utf8(capture.bytes.lock().clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1]["message"], "b\nc");
+        assert_eq!(lines[2]["sequence"], 3);
+        assert_eq!(lines[0]["level"], "ERROR");
+        assert_eq!(lines[0]["received_at"], "2030-01-01T00:00:00.000000Z");
+        assert_eq!(*capture.writes.lock(), 1);
+    }
+}
