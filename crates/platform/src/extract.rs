@@ -83,6 +83,14 @@ fn is_json(kind: &str) -> bool {
 
 /// Deserializes JSON bytes, naming the path of a wrongly typed value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let starts_array = bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'[');
+    if starts_array && expects_struct::<T>() {
+        return Err(not_an_object(""));
+    }
+
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| json_error(error, ""))?;
@@ -96,6 +104,9 @@ pub fn from_value<T: DeserializeOwned>(
     value: serde_json::Value,
     prefix: &str,
 ) -> Result<T, ApiError> {
+    if value.is_array() && expects_struct::<T>() {
+        return Err(not_an_object(prefix));
+    }
     serde_path_to_error::deserialize(value).map_err(|error| json_error(error, prefix))
 }
 
@@ -118,6 +129,21 @@ fn json_error(error: serde_path_to_error::Error<serde_json::Error>, prefix: &str
     } else {
         ApiError::invalid_field(field, message)
     }
+}
+
+fn not_an_object(path: &str) -> ApiError {
+    if path.is_empty() {
+        ApiError::invalid_argument("the request body must be a JSON object")
+    } else {
+        ApiError::invalid_field(path, format!("{path} must be a JSON object"))
+    }
+}
+
+/// True when `T` deserializes from a struct. serde_json fills a struct from an array by
+/// position, so a body such as `["a", "b", "c"]` would pass as an object with three
+/// fields; callers reject arrays where this returns true.
+fn expects_struct<T: DeserializeOwned>() -> bool {
+    !crate::config::field_names::<T>().is_empty()
 }
 
 fn syntax_error(error: &serde_json::Error) -> ApiError {
@@ -283,6 +309,29 @@ mod tests {
             "{}",
             error.message()
         );
+    }
+
+    #[test]
+    fn array_is_not_a_struct() {
+        let error = parse_json::<Sample>(br#" ["x", {"a": "b"}]"#).unwrap_err();
+        assert_eq!(error.field(), None);
+        assert!(
+            error.message().contains("JSON object"),
+            "{}",
+            error.message()
+        );
+
+        let item = serde_json::json!([1.0, {}]);
+        let error = from_value::<Sample>(item, "[2]").unwrap_err();
+        assert_eq!(error.field(), Some("[2]"));
+    }
+
+    #[test]
+    fn arrays_still_parse_as_lists() {
+        let list: Vec<Sample> = parse_json(br#"[{"value": 1.5}]"#).expect("a list of objects");
+        assert_eq!(list.len(), 1);
+        let any: serde_json::Value = parse_json(b"[1, 2]").expect("any JSON");
+        assert!(any.is_array());
     }
 
     #[test]
