@@ -1,0 +1,50 @@
+//! Settings read from `UGC_SERVICE_*` variables and the `[ugc_service]` table.
+
+use platform::config::ConfigError;
+use serde::Deserialize;
+
+/// UGC Service settings beyond the common ones.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Maximum number of content items the memory store keeps. Past it, creation returns
+    /// 429. Postgres mode has no such cap.
+    pub max_items: usize,
+    /// Maximum number of reviews the memory store keeps per item; past it, the oldest
+    /// review is dropped. Postgres keeps every review.
+    pub max_reviews_per_item: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_items: 100_000,
+            // An item is reviewed a handful of times in its life; 100 keeps any realistic
+            // history whole while bounding an item that is flipped back and forth.
+            max_reviews_per_item: 100,
+        }
+    }
+}
+
+impl Settings {
+    /// Rejects zero capacities, which would make the memory store refuse every item or
+    /// keep no review.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let capacities = [
+            ("UGC_SERVICE_MAX_ITEMS", self.max_items),
+            (
+                "UGC_SERVICE_MAX_REVIEWS_PER_ITEM",
+                self.max_reviews_per_item,
+            ),
+        ];
+        for (variable, value) in capacities {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    origin: variable.to_string(),
+                    detail: "expected at least 1, found 0".to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
