@@ -24,13 +24,13 @@ const MAX_ROUNDS: usize = 8;
 
 type Shard = HashMap<Box<str>, Series>;
 
-/// Why a batch was not recorded.
+/// Reasons a batch was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// The batch needs a new series and the process holds its maximum. Series whose
+    /// The batch needs a new series and the process has reached its maximum. Series whose
     /// buckets all expired are dropped at the next sweep, at most `retry_after` away.
     #[error(
-        "the collector holds its maximum of {max} series; samples for existing series are still accepted"
+        "the collector has reached its maximum of {max} series (METRICS_MAX_SERIES); samples for existing series are still accepted"
     )]
     SeriesLimit { max: usize, retry_after: Duration },
     /// Expiry kept removing series while the batch was being recorded.
@@ -70,7 +70,7 @@ pub struct FlushRow {
 }
 
 impl FlushRow {
-    /// The row's series identity with its parts.
+    /// Returns the row's series identity with its parts.
     pub fn key(&self) -> SeriesKey<'_> {
         SeriesKey {
             identity: &self.identity,
@@ -163,7 +163,7 @@ impl Rollups {
         }
     }
 
-    /// The bucket length.
+    /// Returns the bucket timeline.
     pub fn timeline(&self) -> Timeline {
         self.timeline
     }
@@ -227,11 +227,11 @@ impl Rollups {
             .filter(|key| seen.insert(key.identity))
             .collect();
 
-        let wanted = distinct.len();
+        let needed = distinct.len();
         self.series_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
                 count
-                    .checked_add(wanted)
+                    .checked_add(needed)
                     .filter(|&total| total <= self.max_series)
             })
             .map_err(|_| RecordError::SeriesLimit {
@@ -298,7 +298,7 @@ impl Rollups {
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.write();
-            let held = shard.len();
+            let before_count = shard.len();
             shard.retain(|_, series| {
                 let state = series.state.get_mut();
                 while state
@@ -310,7 +310,7 @@ impl Rollups {
                 }
                 !state.buckets.is_empty()
             });
-            dropped += held - shard.len();
+            dropped += before_count - shard.len();
         }
         self.series_count.fetch_sub(dropped, Ordering::AcqRel);
         dropped

@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::store::{MetricsStore, StoreError};
 
-/// Why a collector operation failed.
+/// Errors of collector operations.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An input field or parameter is missing or invalid.
@@ -55,7 +55,7 @@ impl Collector {
         }
     }
 
-    /// The roll-up bucket length.
+    /// Returns the roll-up bucket length.
     pub fn rollup_interval(&self) -> Duration {
         self.timeline.interval()
     }
@@ -142,9 +142,9 @@ impl Collector {
         }
     }
 
-    /// The start of the oldest bucket kept: the one holding `now - retention`.
+    /// Returns the start of the oldest bucket kept, the one containing `now - retention`.
     ///
-    /// A window likewise begins with the bucket holding `now - window`, so it covers every
+    /// A window likewise begins with the bucket containing `now - window`, so it covers every
     /// sample of that span and up to one roll-up interval more.
     fn retained_from(&self, now: Timestamp) -> Timestamp {
         self.timeline.align(now.saturating_sub(self.retention))

@@ -2,7 +2,7 @@
 //! Rim and Lee, "DDSketch: A Fast and Fully-Mergeable Quantile Sketch with Relative-Error
 //! Guarantees", VLDB 2019).
 //!
-//! Magnitudes are counted in logarithmic bins: bin `k` holds `(γ^(k-1), γ^k]` with
+//! Magnitudes are counted in logarithmic bins: bin `k` covers `(γ^(k-1), γ^k]` with
 //! `γ = (1 + α) / (1 - α)` and reports `2γ^k / (γ + 1)`, which lies within a factor
 //! `1 ± α` of every magnitude in the bin. Positive and negative values have their own
 //! bins; zero has a counter.
@@ -28,7 +28,8 @@ const ENCODING_VERSION: u8 = 1;
 struct Mapping {
     gamma_ln: f64,
     inverse_gamma_ln: f64,
-    /// `ln(2 / (γ + 1))`, added to `k·ln γ` so the estimate never overflows before `exp`.
+    /// `ln(2 / (γ + 1))`, added to `k·ln γ` before `exp`, so no power of γ is computed on
+    /// its own (it would overflow for the highest keys).
     estimate_offset_ln: f64,
 }
 
@@ -43,18 +44,18 @@ static MAPPING: LazyLock<Mapping> = LazyLock::new(|| {
 });
 
 impl Mapping {
-    /// The key of a positive normal magnitude; keys stay within ±35 500 for `f64`.
+    /// Maps a positive normal magnitude to its bin key, within ±35 500 for `f64`.
     fn key(&self, magnitude: f64) -> i32 {
         (magnitude.ln() * self.inverse_gamma_ln).ceil() as i32
     }
 
-    /// The value reported for every magnitude in bin `key`.
+    /// Returns the value reported for every magnitude in bin `key`.
     fn estimate(&self, key: i32) -> f64 {
         (f64::from(key) * self.gamma_ln + self.estimate_offset_ln).exp()
     }
 }
 
-/// Why encoded sketch bytes could not be read.
+/// An error reading encoded sketch bytes.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid encoded sketch: {0}")]
 pub struct DecodeError(&'static str);
@@ -143,7 +144,8 @@ impl Bins {
         self.0.iter().map(|&(_, count)| count).sum()
     }
 
-    /// The key holding the value of `rank` (0-based) when walking bins in `order`.
+    /// Finds the key of the bin containing the value of `rank` (0-based), walking the bins
+    /// by ascending or descending key.
     fn key_at_rank(&self, rank: u64, ascending: bool) -> Option<i32> {
         let mut seen = 0;
         let mut visit = |&(key, count): &(i32, u64)| {
@@ -324,7 +326,7 @@ fn read_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
 mod tests {
     use super::*;
 
-    /// The exact value of the rank the sketch estimates.
+    /// Returns the exact value of the rank the sketch estimates.
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
     }
