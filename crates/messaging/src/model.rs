@@ -1,0 +1,357 @@
+//! Messages, priorities, topic names, topic statistics and the limits on client input.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use platform::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest topic name a client may choose; dead-letter topics add their suffix on top.
+pub const MAX_TOPIC_LEN: usize = 249;
+/// Suffix of the topic that receives a topic's undeliverable messages.
+pub const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
+/// Longest `tenant_id` or `project_id`, in characters.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest message `key`, in characters.
+pub const MAX_KEY_LEN: usize = 256;
+/// Most attributes on one published message.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// Longest attribute name, in bytes.
+pub const MAX_ATTRIBUTE_NAME_LEN: usize = 256;
+/// Longest attribute value, in bytes.
+pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
+/// Most messages in one publish batch or ids in one ack batch.
+pub const MAX_BATCH: usize = 1000;
+/// Most messages one pull returns, and the default.
+pub const MAX_PULL: usize = 1000;
+pub const DEFAULT_PULL: usize = 10;
+/// Longest long-poll wait, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// Longest lease a pull or a lease change may ask for, in seconds (12 hours).
+pub const MAX_LEASE_S: u64 = 43_200;
+/// Longest publish or nack delay, in seconds (7 days).
+pub const MAX_DELAY_S: u64 = 604_800;
+/// Longest `Idempotency-Key` header, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// Attribute added to a dead-lettered message: the topic it failed in.
+pub const SOURCE_TOPIC_ATTRIBUTE: &str = "dead_letter.source_topic";
+/// Attribute added to a dead-lettered message: how many deliveries failed.
+pub const DELIVERY_ATTEMPTS_ATTRIBUTE: &str = "dead_letter.delivery_attempts";
+
+/// Delivery priority; mirrors `cassandra.messaging.v1.MessagePriority`. Pulls hand out
+/// higher priorities first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 3] = [Priority::Low, Priority::Normal, Priority::High];
+
+    /// Parses the lowercase name or the protobuf name (`MESSAGE_PRIORITY_HIGH`), in any
+    /// case. `MESSAGE_PRIORITY_UNSPECIFIED` is the protobuf default and means normal.
+    pub fn parse(text: &str) -> Option<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        let name = lower.strip_prefix("message_priority_").unwrap_or(&lower);
+        if name == "unspecified" && lower != name {
+            return Some(Priority::Normal);
+        }
+        Priority::ALL
+            .into_iter()
+            .find(|priority| priority.as_str() == name)
+    }
+
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+
+    /// The rank stored in Postgres; a higher rank is delivered first.
+    pub fn rank(self) -> i16 {
+        match self {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+        }
+    }
+
+    /// The priority of a stored rank.
+    pub fn from_rank(rank: i16) -> Option<Self> {
+        Priority::ALL
+            .into_iter()
+            .find(|priority| priority.rank() == rank)
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A valid topic name: `[A-Za-z0-9._-]{1,249}`, optionally followed by `.dead-letter`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(String);
+
+impl Topic {
+    /// Checks a name; the error says what is wrong with it.
+    pub fn parse(name: &str) -> Result<Topic, String> {
+        let base = name.strip_suffix(DEAD_LETTER_SUFFIX).unwrap_or(name);
+        if base.is_empty() {
+            return Err(format!("topic {name:?} is empty before the suffix"));
+        }
+        if base.len() > MAX_TOPIC_LEN {
+            return Err(format!(
+                "topic is {} characters long; the limit is {MAX_TOPIC_LEN} (plus {DEAD_LETTER_SUFFIX:?} for a dead-letter topic)",
+                base.len()
+            ));
+        }
+        if let Some(bad) = base
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "topic {name:?} contains {bad:?}; use only letters, digits, '.', '_' and '-'"
+            ));
+        }
+        if base == "." || base == ".." {
+            return Err(format!("topic {name:?} is reserved for paths"));
+        }
+        Ok(Topic(name.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for a dead-letter topic, whose messages are never dead-lettered again.
+    pub fn is_dead_letter(&self) -> bool {
+        self.0.ends_with(DEAD_LETTER_SUFFIX)
+    }
+
+    /// The topic that receives this topic's undeliverable messages, or `None` for a
+    /// dead-letter topic.
+    pub fn dead_letter(&self) -> Option<Topic> {
+        (!self.is_dead_letter()).then(|| Topic(format!("{}{DEAD_LETTER_SUFFIX}", self.0)))
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A published message: the envelope clients see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub message_id: Uuid,
+    pub tenant_id: String,
+    pub project_id: String,
+    pub topic: String,
+    pub key: String,
+    pub priority: Priority,
+    pub published_at: Timestamp,
+    pub attributes: BTreeMap<String, String>,
+    #[serde(rename = "payload_base64", with = "payload_base64")]
+    pub payload: Vec<u8>,
+}
+
+/// One delivery of a message to one consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    #[serde(flatten)]
+    pub message: Message,
+    /// Names this delivery; ack, nack and lease changes must present it.
+    pub ack_id: Uuid,
+    /// 1 on the first delivery, counting every delivery of the message in this topic.
+    pub delivery_attempt: u32,
+}
+
+/// Message counts of one topic at one instant, as the stores compute them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopicCounts {
+    /// Visible now: never delivered, released by a nack, or with an expired lease.
+    pub ready: u64,
+    /// Held by a consumer whose lease has not ended.
+    pub leased: u64,
+    /// Published or nacked with a delay that has not passed.
+    pub delayed: u64,
+    /// Publish time of the oldest ready message.
+    pub oldest_ready: Option<Timestamp>,
+}
+
+impl TopicCounts {
+    /// Every message the topic holds.
+    pub fn total(&self) -> u64 {
+        self.ready + self.leased + self.delayed
+    }
+}
+
+/// The statistics of a topic returned to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TopicStats {
+    pub ready: u64,
+    pub leased: u64,
+    pub delayed: u64,
+    /// Messages waiting in the topic's dead-letter topic; 0 for a dead-letter topic.
+    pub dead_lettered: u64,
+    /// Age of the oldest ready message by publish time; 0 when none is ready.
+    pub oldest_ready_age_ms: u64,
+}
+
+/// A topic in the topic list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TopicSummary {
+    pub topic: String,
+    #[serde(flatten)]
+    pub stats: TopicStats,
+}
+
+/// Base64 text for payloads: standard alphabet, padding optional on input and always
+/// written on output.
+pub mod payload_base64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+    use base64::engine::{DecodePaddingMode, general_purpose};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+
+    /// Encodes with padding.
+    pub fn encode(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
+    }
+
+    /// Decodes standard base64 with or without padding.
+    pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+        LENIENT.decode(text)
+    }
+
+    /// Upper bound of the decoded size of `text`, to reject oversized payloads before
+    /// decoding them.
+    pub fn decoded_len_estimate(text: &str) -> usize {
+        base64::decoded_len_estimate(text.len())
+    }
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_accepts_both_spellings() {
+        assert_eq!(Priority::parse("high"), Some(Priority::High));
+        assert_eq!(
+            Priority::parse("MESSAGE_PRIORITY_HIGH"),
+            Some(Priority::High)
+        );
+        assert_eq!(Priority::parse("Message_Priority_Low"), Some(Priority::Low));
+        assert_eq!(Priority::parse("NORMAL"), Some(Priority::Normal));
+        assert_eq!(
+            Priority::parse("MESSAGE_PRIORITY_UNSPECIFIED"),
+            Some(Priority::Normal)
+        );
+        assert_eq!(Priority::parse("unspecified"), None);
+        assert_eq!(Priority::parse("urgent"), None);
+        assert_eq!(Priority::parse(""), None);
+    }
+
+    #[test]
+    fn priority_ranks_round_trip() {
+        for priority in Priority::ALL {
+            assert_eq!(Priority::from_rank(priority.rank()), Some(priority));
+        }
+        assert_eq!(Priority::from_rank(7), None);
+        assert!(Priority::High > Priority::Normal && Priority::Normal > Priority::Low);
+    }
+
+    #[test]
+    fn topic_names_follow_pattern() {
+        for good in ["orders", "a", "A.b_c-9", &"x".repeat(MAX_TOPIC_LEN)] {
+            assert!(Topic::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "with space",
+            "slash/inside",
+            "colon:inside",
+            "ümlaut",
+            ".",
+            "..",
+            &"x".repeat(MAX_TOPIC_LEN + 1),
+        ] {
+            assert!(Topic::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dead_letter_topic_may_pass_length_limit() {
+        let base = Topic::parse(&"x".repeat(MAX_TOPIC_LEN)).expect("valid");
+        let dead = base.dead_letter().expect("base is not a dead-letter topic");
+        assert_eq!(
+            dead.as_str().len(),
+            MAX_TOPIC_LEN + DEAD_LETTER_SUFFIX.len()
+        );
+        assert!(dead.is_dead_letter());
+        assert_eq!(dead.dead_letter(), None);
+        assert_eq!(Topic::parse(dead.as_str()), Ok(dead));
+        assert!(Topic::parse(".dead-letter").is_err());
+    }
+
+    #[test]
+    fn payload_padding_is_optional_on_input() {
+        assert_eq!(payload_base64::decode("aGk=").expect("padded"), b"hi");
+        assert_eq!(payload_base64::decode("aGk").expect("unpadded"), b"hi");
+        assert_eq!(payload_base64::decode("").expect("empty"), b"");
+        assert!(payload_base64::decode("a-b_").is_err());
+        assert!(payload_base64::decode("a").is_err());
+        assert_eq!(payload_base64::encode(b"hi"), "aGk=");
+    }
+
+    #[test]
+    fn envelope_serializes_contract_fields() {
+        let message = Message {
+            message_id: Uuid::nil(),
+            tenant_id: "t".into(),
+            project_id: "p".into(),
+            topic: "orders".into(),
+            key: String::new(),
+            priority: Priority::High,
+            published_at: Timestamp::EPOCH,
+            attributes: BTreeMap::new(),
+            payload: b"hi".to_vec(),
+        };
+        let json = serde_json::to_value(&message).expect("serializable");
+        assert_eq!(json["priority"], "high");
+        assert_eq!(json["payload_base64"], "aGk=");
+        assert_eq!(json["published_at"], "1970-01-01T00:00:00.000000Z");
+        let back: Message = serde_json::from_value(json).expect("round trip");
+        assert_eq!(back, message);
+    }
+}

@@ -1,0 +1,473 @@
+//! Messages in the `messaging` schema; any number of replicas may share it.
+//!
+//! Claims lock candidate rows with `FOR UPDATE SKIP LOCKED` and lease them in the same
+//! statement, so concurrent pulls on any replica never lease one message twice, and an
+//! expired lease needs no sweeper: the claim's `visible_at <= now` finds it again.
+
+mod announce;
+mod sql;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::Timestamp;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{FromRow, PgPool, Row};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    Claim, Claimed, DeadLetterPolicy, DedupKey, MessageStore, NewMessage, PublishOutcome, Release,
+    Settled, StoreError,
+};
+use crate::model::{
+    DELIVERY_ATTEMPTS_ATTRIBUTE, Delivery, Message, Priority, SOURCE_TOPIC_ATTRIBUTE, Topic,
+    TopicCounts,
+};
+use crate::wakeup::Wakeups;
+use announce::Announcer;
+
+/// How often a keyed publish retries when its key record vanished between the insert and
+/// the read of the original (a sweep removed it just then).
+const MAX_KEYED_PUBLISH_ATTEMPTS: usize = 3;
+
+/// Messages in Postgres.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    announcer: Arc<Announcer>,
+}
+
+impl PostgresStore {
+    /// Uses a pool whose database has the migrations applied.
+    pub fn new(pool: PgPool) -> Self {
+        PostgresStore {
+            pool,
+            announcer: Arc::new(Announcer::default()),
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct MessageRow {
+    message_id: Uuid,
+    topic: String,
+    tenant_id: String,
+    project_id: String,
+    message_key: String,
+    priority: i16,
+    published_at: Timestamp,
+    attributes: Json<BTreeMap<String, String>>,
+    payload: Vec<u8>,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = sqlx::Error;
+
+    fn try_from(row: MessageRow) -> Result<Self, sqlx::Error> {
+        // The CHECK constraint admits only known ranks, so this fails only if the schema
+        // and the code disagree.
+        let priority = Priority::from_rank(row.priority).ok_or_else(|| {
+            sqlx::Error::Decode(
+                format!(
+                    "unknown priority rank {} in messaging.messages",
+                    row.priority
+                )
+                .into(),
+            )
+        })?;
+        Ok(Message {
+            message_id: row.message_id,
+            tenant_id: row.tenant_id,
+            project_id: row.project_id,
+            topic: row.topic,
+            key: row.message_key,
+            priority,
+            published_at: row.published_at,
+            attributes: row.attributes.0,
+            payload: row.payload,
+        })
+    }
+}
+
+fn delivery_from_row(row: &PgRow) -> Result<Delivery, sqlx::Error> {
+    let message = Message::try_from(MessageRow::from_row(row)?)?;
+    let ack_id: Uuid = row.try_get("ack_id")?;
+    let attempt: i32 = row.try_get("delivery_attempt")?;
+    Ok(Delivery {
+        message,
+        ack_id,
+        delivery_attempt: u32::try_from(attempt).unwrap_or(0),
+    })
+}
+
+/// The delivery count at which a claim or nack dead-letters; a dead-letter topic never
+/// reaches it.
+fn exhaustion_limit(policy: Option<&DeadLetterPolicy>) -> i32 {
+    policy.map_or(i32::MAX, |policy| {
+        i32::try_from(policy.max_deliveries).unwrap_or(i32::MAX)
+    })
+}
+
+/// The dead-letter topic name to bind; a dead-letter topic binds its own name, unused.
+fn dead_letter_name<'a>(topic: &'a Topic, policy: Option<&'a DeadLetterPolicy>) -> &'a str {
+    policy.map_or(topic.as_str(), |policy| policy.topic.as_str())
+}
+
+impl PostgresStore {
+    async fn insert_messages(
+        &self,
+        topic: &Topic,
+        messages: &[NewMessage],
+    ) -> Result<(), StoreError> {
+        if let [single] = messages {
+            let message = &single.message;
+            sqlx::query(sql::INSERT_ONE)
+                .bind(message.message_id)
+                .bind(topic.as_str())
+                .bind(&message.tenant_id)
+                .bind(&message.project_id)
+                .bind(&message.key)
+                .bind(message.priority.rank())
+                .bind(message.published_at)
+                .bind(Json(&message.attributes))
+                .bind(&message.payload)
+                .bind(single.visible_at)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        let columns = Columns::of(topic, messages);
+        columns
+            .bind(sqlx::query(sql::INSERT_MANY))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores messages only if the key is free or expired, in one statement; returns
+    /// whether they were stored.
+    async fn insert_keyed(
+        &self,
+        topic: &Topic,
+        messages: &[NewMessage],
+        dedup: &DedupKey,
+    ) -> Result<bool, StoreError> {
+        let originals: Vec<&Message> = messages.iter().map(|new| &new.message).collect();
+        let columns = Columns::of(topic, messages);
+        let result = columns
+            .bind(sqlx::query(sql::INSERT_KEYED))
+            .bind(&dedup.key)
+            .bind(Json(&originals))
+            .bind(dedup.expires_at)
+            .bind(dedup.now)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Reads whether a message exists, to tell a stale ack id from a missing message.
+    async fn stale_or_missing(
+        &self,
+        topic: &Topic,
+        message_id: Uuid,
+    ) -> Result<Settled, StoreError> {
+        let exists: Option<i32> = sqlx::query_scalar(sql::EXISTS)
+            .bind(message_id)
+            .bind(topic.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match exists {
+            Some(_) => Settled::Stale,
+            None => Settled::Missing,
+        })
+    }
+}
+
+/// A batch as one array per column, for `unnest`.
+struct Columns {
+    topic: String,
+    published_at: Timestamp,
+    ids: Vec<Uuid>,
+    tenants: Vec<String>,
+    projects: Vec<String>,
+    keys: Vec<String>,
+    priorities: Vec<i16>,
+    attributes: Vec<Json<BTreeMap<String, String>>>,
+    payloads: Vec<Vec<u8>>,
+    visible_at: Vec<Timestamp>,
+}
+
+impl Columns {
+    /// Splits messages of one topic and one publish time into columns.
+    fn of(topic: &Topic, messages: &[NewMessage]) -> Self {
+        let published_at = messages
+            .first()
+            .map_or(Timestamp::EPOCH, |new| new.message.published_at);
+        let mut columns = Columns {
+            topic: topic.to_string(),
+            published_at,
+            ids: Vec::with_capacity(messages.len()),
+            tenants: Vec::with_capacity(messages.len()),
+            projects: Vec::with_capacity(messages.len()),
+            keys: Vec::with_capacity(messages.len()),
+            priorities: Vec::with_capacity(messages.len()),
+            attributes: Vec::with_capacity(messages.len()),
+            payloads: Vec::with_capacity(messages.len()),
+            visible_at: Vec::with_capacity(messages.len()),
+        };
+        for new in messages {
+            let message = &new.message;
+            columns.ids.push(message.message_id);
+            columns.tenants.push(message.tenant_id.clone());
+            columns.projects.push(message.project_id.clone());
+            columns.keys.push(message.key.clone());
+            columns.priorities.push(message.priority.rank());
+            columns.attributes.push(Json(message.attributes.clone()));
+            columns.payloads.push(message.payload.clone());
+            columns.visible_at.push(new.visible_at);
+        }
+        columns
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.topic)
+            .bind(&self.tenants)
+            .bind(&self.projects)
+            .bind(&self.keys)
+            .bind(&self.priorities)
+            .bind(self.published_at)
+            .bind(&self.attributes)
+            .bind(&self.payloads)
+            .bind(&self.visible_at)
+    }
+}
+
+#[async_trait]
+impl MessageStore for PostgresStore {
+    async fn publish(
+        &self,
+        topic: &Topic,
+        messages: &[NewMessage],
+        dedup: Option<&DedupKey>,
+    ) -> Result<PublishOutcome, StoreError> {
+        let Some(dedup) = dedup else {
+            self.insert_messages(topic, messages).await?;
+            return Ok(PublishOutcome::Stored);
+        };
+
+        for _ in 0..MAX_KEYED_PUBLISH_ATTEMPTS {
+            if self.insert_keyed(topic, messages, dedup).await? {
+                return Ok(PublishOutcome::Stored);
+            }
+            // A separate statement, so it sees the record even when a concurrent publish
+            // with the same key committed while the insert waited for it.
+            let original: Option<Json<Vec<Message>>> = sqlx::query_scalar(sql::SELECT_KEY)
+                .bind(topic.as_str())
+                .bind(&dedup.key)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(Json(original)) = original {
+                return Ok(PublishOutcome::Duplicate(original));
+            }
+        }
+        tracing::warn!(%topic, attempts = MAX_KEYED_PUBLISH_ATTEMPTS, "idempotency key record kept vanishing during publish");
+        Err(StoreError::Database(sqlx::Error::Protocol(
+            "idempotency key record vanished during publish".into(),
+        )))
+    }
+
+    async fn claim(&self, claim: &Claim) -> Result<Claimed, StoreError> {
+        let policy = claim.dead_letter.as_ref();
+        let statement = match (&claim.tenant_id, &claim.project_id) {
+            (None, None) => sql::CLAIM,
+            (Some(_), None) => sql::CLAIM_TENANT,
+            (None, Some(_)) => sql::CLAIM_PROJECT,
+            (Some(_), Some(_)) => sql::CLAIM_TENANT_PROJECT,
+        };
+        let mut query = sqlx::query(statement)
+            .bind(claim.topic.as_str())
+            .bind(claim.now)
+            .bind(claim.limit as i64)
+            .bind(claim.lease_until)
+            .bind(exhaustion_limit(policy))
+            .bind(&claim.ack_ids)
+            .bind(dead_letter_name(&claim.topic, policy))
+            .bind(SOURCE_TOPIC_ATTRIBUTE)
+            .bind(DELIVERY_ATTEMPTS_ATTRIBUTE);
+        if let Some(tenant_id) = &claim.tenant_id {
+            query = query.bind(tenant_id);
+        }
+        if let Some(project_id) = &claim.project_id {
+            query = query.bind(project_id);
+        }
+
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut claimed = Claimed::default();
+        for row in rows {
+            if row.try_get::<bool, _>("dead_lettered")? {
+                claimed.dead_lettered += 1;
+            } else {
+                claimed.deliveries.push(delivery_from_row(&row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn ack(
+        &self,
+        topic: &Topic,
+        message_id: Uuid,
+        ack_id: Option<Uuid>,
+    ) -> Result<Settled, StoreError> {
+        let deleted = sqlx::query(sql::ACK)
+            .bind(message_id)
+            .bind(topic.as_str())
+            .bind(ack_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        match (deleted, ack_id) {
+            (0, Some(_)) => self.stale_or_missing(topic, message_id).await,
+            (0, None) => Ok(Settled::Missing),
+            _ => Ok(Settled::Done),
+        }
+    }
+
+    async fn ack_many(&self, topic: &Topic, message_ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let deleted: Vec<Uuid> = sqlx::query_scalar(sql::ACK_MANY)
+            .bind(message_ids)
+            .bind(topic.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(deleted)
+    }
+
+    async fn nack(
+        &self,
+        topic: &Topic,
+        message_id: Uuid,
+        release: &Release,
+    ) -> Result<Settled, StoreError> {
+        let policy = release.dead_letter.as_ref();
+        let dead: Option<bool> = sqlx::query_scalar(sql::NACK)
+            .bind(message_id)
+            .bind(topic.as_str())
+            .bind(release.ack_id)
+            .bind(release.now)
+            .bind(exhaustion_limit(policy))
+            .bind(release.visible_at)
+            .bind(dead_letter_name(topic, policy))
+            .bind(SOURCE_TOPIC_ATTRIBUTE)
+            .bind(DELIVERY_ATTEMPTS_ATTRIBUTE)
+            .fetch_optional(&self.pool)
+            .await?;
+        match dead {
+            Some(true) => Ok(Settled::DeadLettered),
+            Some(false) => Ok(Settled::Done),
+            None => self.stale_or_missing(topic, message_id).await,
+        }
+    }
+
+    async fn extend(
+        &self,
+        topic: &Topic,
+        message_id: Uuid,
+        ack_id: Uuid,
+        lease_until: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        let updated = sqlx::query(sql::EXTEND)
+            .bind(message_id)
+            .bind(topic.as_str())
+            .bind(ack_id)
+            .bind(lease_until)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return self.stale_or_missing(topic, message_id).await;
+        }
+        Ok(Settled::Done)
+    }
+
+    async fn counts(&self, topic: &Topic, now: Timestamp) -> Result<TopicCounts, StoreError> {
+        let row = sqlx::query(sql::COUNTS)
+            .bind(topic.as_str())
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(counts_from_row(&row)?)
+    }
+
+    async fn all_counts(&self, now: Timestamp) -> Result<Vec<(String, TopicCounts)>, StoreError> {
+        let rows = sqlx::query(sql::ALL_COUNTS)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("topic")?, counts_from_row(row)?)))
+            .collect()
+    }
+
+    async fn remove_old_messages(
+        &self,
+        published_before: Timestamp,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        let removed = sqlx::query(sql::REMOVE_OLD_MESSAGES)
+            .bind(published_before)
+            .bind(batch as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    }
+
+    async fn remove_expired_keys(&self, now: Timestamp, batch: usize) -> Result<u64, StoreError> {
+        let removed = sqlx::query(sql::REMOVE_EXPIRED_KEYS)
+            .bind(now)
+            .bind(batch as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    }
+
+    fn announce(&self, topic: &Topic) {
+        self.announcer.announce(topic.as_str());
+    }
+
+    async fn relay(&self, wakeups: Arc<Wakeups>, stop: CancellationToken) {
+        tokio::join!(
+            announce::listen(&self.pool, wakeups, stop.clone()),
+            self.announcer.send(&self.pool, stop),
+        );
+    }
+
+    fn backlog(&self) -> Vec<(&'static str, u64)> {
+        vec![("announcements", self.announcer.pending() as u64)]
+    }
+}
+
+fn counts_from_row(row: &PgRow) -> Result<TopicCounts, sqlx::Error> {
+    let count = |name: &str| -> Result<u64, sqlx::Error> {
+        let value: i64 = row.try_get(name)?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    };
+    Ok(TopicCounts {
+        ready: count("ready")?,
+        leased: count("leased")?,
+        delayed: count("delayed")?,
+        oldest_ready: row.try_get("oldest_ready")?,
+    })
+}

@@ -1,0 +1,156 @@
+//! Long-poll waiters per topic, woken when a topic may have visible messages.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+
+/// Waiters of this process by topic. Only topics with a waiter have an entry, and a wake
+/// takes the read lock only, so publishing to different topics never contends here.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    inner: RwLock<Registry>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    topics: HashMap<String, Weak<Notify>>,
+    /// Size at which dead entries are pruned. A subscription removes its own entry on
+    /// drop, but not while a concurrent wake briefly holds the handle.
+    prune_at: usize,
+}
+
+/// Smallest registry size at which dead entries are pruned.
+const MIN_PRUNE_AT: usize = 1024;
+
+impl Wakeups {
+    /// Creates an empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers interest in `topic` until the returned subscription is dropped.
+    pub fn subscribe(self: &Arc<Self>, topic: &str) -> Subscription {
+        let mut registry = self.inner.write();
+        let notify = match registry.topics.get(topic).and_then(Weak::upgrade) {
+            Some(notify) => notify,
+            None => {
+                let notify = Arc::new(Notify::new());
+                registry
+                    .topics
+                    .insert(topic.to_string(), Arc::downgrade(&notify));
+                if registry.topics.len() >= registry.prune_at.max(MIN_PRUNE_AT) {
+                    registry.topics.retain(|_, weak| weak.strong_count() > 0);
+                    registry.prune_at = registry.topics.len() * 2;
+                }
+                notify
+            }
+        };
+        Subscription {
+            registry: self.clone(),
+            topic: topic.to_string(),
+            notify,
+        }
+    }
+
+    /// Wakes every waiter of `topic`.
+    pub fn wake(&self, topic: &str) {
+        let notify = self.inner.read().topics.get(topic).and_then(Weak::upgrade);
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter of every topic, for when notifications may have been missed.
+    pub fn wake_all(&self) {
+        let live: Vec<Arc<Notify>> = self
+            .inner
+            .read()
+            .topics
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for notify in live {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Number of topics with at least one waiter.
+    pub fn topics_waited_on(&self) -> usize {
+        self.inner.read().topics.len()
+    }
+}
+
+/// Interest in one topic; dropping the last one for a topic removes its entry.
+#[derive(Debug)]
+pub struct Subscription {
+    registry: Arc<Wakeups>,
+    topic: String,
+    notify: Arc<Notify>,
+}
+
+impl Subscription {
+    /// A future that completes at the next wake of the topic. Call `enable` on it (or
+    /// poll it) before checking for messages, so a wake in between is not missed.
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Under the write lock nobody can upgrade the entry, so a count of one means
+        // this subscription holds the last handle.
+        let mut registry = self.registry.inner.write();
+        if Arc::strong_count(&self.notify) == 1 {
+            registry.topics.remove(&self.topic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn wake_reaches_enabled_waiter() {
+        let wakeups = Arc::new(Wakeups::new());
+        let subscription = wakeups.subscribe("orders");
+        let notified = subscription.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        wakeups.wake("orders");
+        tokio::time::timeout(Duration::from_secs(1), notified)
+            .await
+            .expect("woken");
+    }
+
+    #[tokio::test]
+    async fn wake_of_other_topic_is_ignored() {
+        let wakeups = Arc::new(Wakeups::new());
+        let subscription = wakeups.subscribe("orders");
+        let notified = subscription.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        wakeups.wake("invoices");
+        let outcome = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        assert!(outcome.is_err(), "no wake for another topic");
+    }
+
+    #[test]
+    fn last_subscription_removes_entry() {
+        let wakeups = Arc::new(Wakeups::new());
+        let first = wakeups.subscribe("orders");
+        let second = wakeups.subscribe("orders");
+        assert_eq!(wakeups.topics_waited_on(), 1);
+        drop(first);
+        assert_eq!(wakeups.topics_waited_on(), 1);
+        drop(second);
+        assert_eq!(wakeups.topics_waited_on(), 0);
+    }
+}
