@@ -21,12 +21,14 @@ CREATE TABLE content.items (
     CONSTRAINT items_pkey PRIMARY KEY (content_id)
 );
 
--- Lists are newest first; each filter has an index that also serves that order.
+-- Lists are newest first. Each filter, alone and combined with tenant_id, has an index
+-- whose equality columns come first, so the scan also returns rows in list order and
+-- stops after one page. project_id with state and no tenant_id uses the project index.
 CREATE INDEX items_submitted_idx ON content.items (submitted_at DESC, content_id DESC);
-CREATE INDEX items_tenant_project_idx ON content.items (tenant_id, project_id, submitted_at DESC, content_id DESC);
+CREATE INDEX items_tenant_idx ON content.items (tenant_id, submitted_at DESC, content_id DESC);
 CREATE INDEX items_project_idx ON content.items (project_id, submitted_at DESC, content_id DESC);
 CREATE INDEX items_state_idx ON content.items (state, submitted_at DESC, content_id DESC);
--- Review queues: one tenant's items in one state, with or without a project.
+CREATE INDEX items_tenant_project_idx ON content.items (tenant_id, project_id, submitted_at DESC, content_id DESC);
 CREATE INDEX items_tenant_state_idx ON content.items (tenant_id, state, submitted_at DESC, content_id DESC);
 CREATE INDEX items_tenant_project_state_idx ON content.items (tenant_id, project_id, state, submitted_at DESC, content_id DESC);
 
