@@ -12,8 +12,8 @@ use crate::model::Level;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// Events accepted but not yet delivered to every sink; a batch that does not fit
-    /// is answered 503.
+    /// Maximum events accepted but not yet delivered to every sink. A batch that does
+    /// not fit is rejected with 503.
     pub queue_size: NonZeroUsize,
     /// Events below this level are counted as filtered and dropped.
     pub min_level: Level,
@@ -22,13 +22,14 @@ pub struct Settings {
     pub recent_capacity: NonZeroUsize,
     /// Also write every event to stdout as a JSON line.
     pub stdout: bool,
-    /// How long Postgres keeps events, counted from `received_at`.
+    /// How long stored events are kept (in Postgres and in the ring), counted from
+    /// `received_at`.
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
     /// Time between retention sweeps.
     #[serde(deserialize_with = "duration")]
     pub retention_sweep_interval: Duration,
-    /// Most events one sweep statement deletes, so that no statement runs for long.
+    /// Maximum events one sweep statement deletes, so that no statement runs for long.
     pub retention_sweep_batch: NonZeroUsize,
 }
 

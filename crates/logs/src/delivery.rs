@@ -11,14 +11,14 @@ use crate::queue::Queue;
 use crate::service::Pipeline;
 use crate::sink::Sink;
 
-/// Most events handed to a sink in one write: one INSERT statement, one stdout write.
+/// Maximum events handed to a sink in one write (one INSERT statement, one stdout write).
 const MAX_DELIVERY_EVENTS: usize = 4096;
 
 /// First wait after a failed write; it doubles up to `MAX_RETRY_DELAY`.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Hands queued batches to `sink` in order until `stop` fires and the queue holds
+/// Hands queued batches to `sink` in order until `stop` fires and the queue contains
 /// nothing more for it, then flushes the sink.
 pub(crate) async fn deliver_until_stopped(
     queue: Arc<Queue>,
@@ -52,7 +52,7 @@ pub(crate) async fn deliver_until_stopped(
 }
 
 /// Writes until the sink accepts, waiting longer after each failure. Events are never
-/// dropped here: while a sink fails, its backlog holds the queue and ingestion answers
+/// dropped here: while a sink fails, its backlog stays in the queue and ingestion returns
 /// 503 once the queue is full.
 async fn write_with_retry(sink: &dyn Sink, batches: &[Arc<Batch>]) {
     let events: usize = batches.iter().map(|batch| batch.len()).sum();

@@ -10,11 +10,12 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-/// Longest `source`, in bytes.
+/// Maximum length of `source`, in bytes.
 pub const MAX_SOURCE_LEN: usize = 256;
-/// Most entries in `fields`.
+/// Maximum number of entries in `fields`.
 pub const MAX_FIELDS: usize = 64;
-/// Longest field name, in bytes. Values and messages are bounded only by the body limit.
+/// Maximum length of a field name, in bytes. Values and messages are bounded only by
+/// the body limit.
 pub const MAX_FIELD_NAME_LEN: usize = 256;
 
 /// Severity of an event, from least to most severe.
@@ -43,7 +44,7 @@ impl Level {
             .find(|level| text.eq_ignore_ascii_case(level.as_str()))
     }
 
-    /// The upper-case name used in JSON.
+    /// Returns the upper-case name used in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Debug => "DEBUG",
@@ -53,8 +54,8 @@ impl Level {
         }
     }
 
-    /// The OpenTelemetry severity number of the level (DEBUG 5, INFO 9, WARN 13,
-    /// ERROR 17), which is how Postgres stores it so that a minimum is a comparison.
+    /// Returns the OpenTelemetry severity number of the level (DEBUG 5, INFO 9, WARN 13,
+    /// ERROR 17). Postgres stores levels this way, so a minimum level is a comparison.
     pub fn severity_number(self) -> i16 {
         match self {
             Level::Debug => 5,
@@ -64,7 +65,7 @@ impl Level {
         }
     }
 
-    /// The level of an OpenTelemetry severity number this service writes.
+    /// Returns the level of a severity number that `severity_number` produces.
     pub fn from_severity_number(number: i16) -> Option<Self> {
         Level::ALL
             .into_iter()
@@ -295,7 +296,7 @@ impl Batch {
         self.events.len()
     }
 
-    /// True when the batch holds no events.
+    /// True when the batch contains no events.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }

@@ -18,7 +18,7 @@ use crate::model::{Batch, LogEvent};
 /// A batch that does not fit into the queue whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueFull {
-    /// Events the queue holds at most.
+    /// Maximum events in the queue.
     pub capacity: usize,
     /// Events waiting when the batch arrived.
     pub queued: usize,
@@ -218,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn batch_that_does_not_fit_is_refused_whole() {
+    fn batch_that_does_not_fit_is_rejected_whole() {
         let queue = Queue::new(5, 1, Uuid::nil());
         queue.push(events(3), at(1)).expect("fits");
         let full = queue.push(events(3), at(2)).expect_err("does not fit");

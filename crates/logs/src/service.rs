@@ -18,7 +18,7 @@ use crate::queue::{Queue, QueueFull};
 use crate::sink::Sink;
 use crate::store::{LogStore, StoreError};
 
-/// Why a pipeline operation failed.
+/// Failure of a pipeline operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The body or a parameter is invalid; nothing was accepted.
@@ -46,7 +46,7 @@ fn describe_full(full: &QueueFull) -> String {
     }
 }
 
-/// The answer to an ingest request.
+/// Counts returned by an ingest request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct IngestSummary {
     /// Events queued for the sinks.
@@ -140,12 +140,12 @@ impl Pipeline {
         })
     }
 
-    /// The newest delivered events that pass the filters, oldest first.
+    /// Reads the newest delivered events that pass the filters, oldest first.
     pub async fn recent(&self, query: &RecentQuery) -> Result<Vec<LogRecord>, Error> {
         Ok(self.store.recent(query).await?)
     }
 
-    /// The default and maximum `limit` of recent reads.
+    /// Returns the default and maximum `limit` of recent reads.
     pub fn recent_capacity(&self) -> usize {
         self.recent_capacity
     }
