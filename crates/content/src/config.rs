@@ -48,3 +48,45 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use platform::config::Loader;
+
+    use super::*;
+
+    #[test]
+    fn reads_capacities_from_values() {
+        let loader = Loader::from_values(
+            crate::SERVICE.config,
+            &[("max_items", "5"), ("max_reviews_per_item", "7")],
+        );
+        let settings: Settings = loader.extract().expect("valid settings");
+        assert_eq!(settings.max_items, 5);
+        assert_eq!(settings.max_reviews_per_item, 7);
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn zero_capacities_are_rejected() {
+        for (name, settings) in [
+            (
+                "UGC_SERVICE_MAX_ITEMS",
+                Settings {
+                    max_items: 0,
+                    ..Settings::default()
+                },
+            ),
+            (
+                "UGC_SERVICE_MAX_REVIEWS_PER_ITEM",
+                Settings {
+                    max_reviews_per_item: 0,
+                    ..Settings::default()
+                },
+            ),
+        ] {
+            let error = settings.validate().expect_err(name);
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+}

@@ -38,7 +38,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ContentId {
         match Path::<String>::from_request_parts(parts, state).await {
             Ok(Path(id)) => Ok(ContentId(id)),
             Err(_) => Err(ApiError::not_found(format!(
-                "content {:?} not found",
+                "no content at {}",
                 parts.uri.path()
             ))),
         }
