@@ -10,7 +10,7 @@ pub struct Settings {
     /// Maximum number of content items the memory store keeps. Past it, creation returns
     /// 429. Postgres mode has no such cap.
     pub max_items: usize,
-    /// Maximum number of reviews the memory store keeps per item; past it, the oldest
+    /// Maximum number of reviews the memory store keeps per item. Past it, the oldest
     /// review is dropped. Postgres keeps every review.
     pub max_reviews_per_item: usize,
 }
@@ -19,8 +19,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_items: 100_000,
-            // An item is reviewed a handful of times in its life; 100 keeps any realistic
-            // history whole while bounding an item that is flipped back and forth.
+            // An estimate: items are usually reviewed a few times, so 100 keeps typical
+            // histories whole and still bounds an item that is flipped back and forth.
             max_reviews_per_item: 100,
         }
     }
