@@ -510,6 +510,41 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_batches_and_sweeps_count_exactly() {
+        let rollups = rollups(10_000, true);
+        let names: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let (rollups, names) = (&rollups, &names);
+                scope.spawn(move || {
+                    for round in 0..25 {
+                        let samples: Vec<(&str, f64, i64)> = (0..100)
+                            .map(|i| {
+                                (
+                                    names[(writer * 31 + round * 7 + i * 3) % 300].as_str(),
+                                    1.0,
+                                    0,
+                                )
+                            })
+                            .collect();
+                        rollups.record(&batch(&samples)).expect("recorded");
+                    }
+                });
+            }
+            // Sweeps that only drop empty series race with batches that just created them.
+            scope.spawn(|| {
+                for _ in 0..200 {
+                    rollups.expire(i64::MIN);
+                    rollups.take_unflushed();
+                }
+            });
+        });
+        let counts = totals(&rollups, 0);
+        assert_eq!(counts.values().sum::<u64>(), 4 * 25 * 100);
+        assert_eq!(rollups.series_count(), counts.len());
+    }
+
+    #[test]
     fn untracked_rollups_keep_no_flush_state() {
         let rollups = rollups(10, false);
         rollups.record(&batch(&[("a", 1.0, 0)])).expect("recorded");

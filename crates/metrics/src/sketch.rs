@@ -62,9 +62,9 @@ pub struct DecodeError(&'static str);
 
 /// Counts of values in logarithmic bins, mergeable with any other sketch.
 ///
-/// Accuracy: for `n` values, [`Sketch::quantile`]`(q)` estimates the value of rank
-/// `⌊q·(n−1)⌋` (0-based, ascending) within a relative error of [`RELATIVE_ACCURACY`]
-/// (1%), up to floating-point rounding. Two exceptions: magnitudes below
+/// Accuracy: for `n` values, [`Sketch::quantile`]`(q)` estimates the `q`-quantile by the
+/// nearest-rank method, the `⌈q·n⌉`-th smallest value (at least the smallest), within a
+/// relative error of [`RELATIVE_ACCURACY`] (1%), up to floating-point rounding. Two exceptions: magnitudes below
 /// `f64::MIN_POSITIVE` (subnormals) count as zero, and once a sign's magnitudes span more
 /// than [`MAX_BINS`] bins, its lowest bins are folded upward, so estimates of its smallest
 /// magnitudes come out too large.
@@ -190,14 +190,14 @@ impl Sketch {
         self.count
     }
 
-    /// Estimates the value of rank `⌊q·(n−1)⌋` among the `n` values counted, `q` in
-    /// `[0, 1]`; `None` when the sketch is empty. See the type's documentation for the
-    /// accuracy.
+    /// Estimates the `q`-quantile, `q` in `[0, 1]`: the `⌈q·n⌉`-th smallest of the `n`
+    /// values counted; `None` when the sketch is empty. See the type's documentation for
+    /// the accuracy.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
-        let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
+        let rank = nearest_rank(q, self.count);
 
         let negative_count = self.negative.total();
         if rank < negative_count {
@@ -256,6 +256,14 @@ impl Sketch {
             count,
         })
     }
+}
+
+/// The 0-based rank of the `q`-quantile of `n` values by the nearest-rank method.
+fn nearest_rank(q: f64, n: u64) -> u64 {
+    // Shaving a relative 1e-12 keeps products such as 0.07 * 100 = 7.000000000000001
+    // from moving to the next rank.
+    let position = (q.clamp(0.0, 1.0) * n as f64 * (1.0 - 1e-12)).ceil() as u64;
+    position.saturating_sub(1).min(n - 1)
 }
 
 fn read_bins(input: &mut &[u8]) -> Result<Bins, DecodeError> {
@@ -326,9 +334,11 @@ fn read_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
 mod tests {
     use super::*;
 
-    /// Returns the exact value of the rank the sketch estimates.
+    /// Returns the exact nearest-rank quantile, the value the sketch estimates; `q·n` is a
+    /// whole number for every `q` and `n` these tests use, so rounding finds it.
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        let position = (q * sorted.len() as f64).round() as usize;
+        sorted[position.clamp(1, sorted.len()) - 1]
     }
 
     fn assert_within_accuracy(values: &mut [f64]) {
@@ -382,6 +392,17 @@ mod tests {
         assert!((smallest_normal / f64::MIN_POSITIVE - 1.0).abs() <= RELATIVE_ACCURACY);
         let lowest = sketch.quantile(0.0).expect("not empty");
         assert!(lowest < -f64::MAX * 0.98, "{lowest}");
+    }
+
+    #[test]
+    fn nearest_rank_takes_smallest_covering_value() {
+        assert_eq!(nearest_rank(0.0, 10), 0);
+        assert_eq!(nearest_rank(0.5, 10), 4);
+        assert_eq!(nearest_rank(0.99, 2), 1);
+        assert_eq!(nearest_rank(0.5, 1), 0);
+        assert_eq!(nearest_rank(1.0, 10), 9);
+        assert_eq!(nearest_rank(0.07, 100), 6);
+        assert_eq!(nearest_rank(0.99, 1000), 989);
     }
 
     #[test]
