@@ -151,7 +151,8 @@ pub const ALL_COUNTS: &str = "SELECT topic, \
 /// The table has no index on publish time alone, which every insert would pay for.
 /// Instead the statement walks the distinct topics through `messages_order_idx` (one
 /// index probe per topic) and, per topic and priority, reads the oldest rows from the
-/// same index, where they sit in publish order.
+/// same index, where they sit in publish order. The ids are collected into an array so
+/// the delete looks each one up by primary key rather than joining against the table.
 pub const REMOVE_OLD_MESSAGES: &str = "WITH RECURSIVE topics AS ( \
        (SELECT topic FROM messaging.messages ORDER BY topic LIMIT 1) \
        UNION ALL \
@@ -171,10 +172,9 @@ pub const REMOVE_OLD_MESSAGES: &str = "WITH RECURSIVE topics AS ( \
        WHERE topics.topic IS NOT NULL \
        LIMIT $2 \
      ) \
-     DELETE FROM messaging.messages WHERE message_id IN (SELECT message_id FROM expired)";
+     DELETE FROM messaging.messages WHERE message_id = ANY (ARRAY(SELECT message_id FROM expired))";
 
 /// Deletes at most `$2` idempotency keys that expired by `$1`.
 pub const REMOVE_EXPIRED_KEYS: &str = "DELETE FROM messaging.publish_keys \
-     WHERE (topic, idempotency_key) IN ( \
-       SELECT topic, idempotency_key FROM messaging.publish_keys \
-       WHERE expires_at <= $1 LIMIT $2)";
+     WHERE ctid = ANY (ARRAY( \
+       SELECT ctid FROM messaging.publish_keys WHERE expires_at <= $1 LIMIT $2))";
