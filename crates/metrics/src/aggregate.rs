@@ -55,7 +55,7 @@ impl Aggregate {
         self.sketch.merge(&other.sketch);
     }
 
-    /// The API form; `None` when nothing was counted.
+    /// Builds the API form; `None` when nothing was counted.
     ///
     /// Quantiles and the mean are clamped to `[min, max]`, which holds for the true values,
     /// so a single sample reports its exact value everywhere.
@@ -82,8 +82,8 @@ impl Aggregate {
 
 /// Makes a value printable as a JSON number.
 ///
-/// NOTE: only a sum can leave the `f64` range, when samples near ±1.8e308 add up; it is
-/// then reported as ±`f64::MAX`, and as 0 if both directions overflowed.
+/// NOTE: only a sum can leave the `f64` range, when samples near ±1.8e308 add up. It is
+/// then reported as ±`f64::MAX`, or as 0 if it overflowed in both directions.
 fn finite(value: f64) -> f64 {
     if value.is_nan() {
         0.0

@@ -15,8 +15,8 @@ pub struct Settings {
     /// How long buckets are kept; older samples are rejected and older buckets dropped.
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
-    /// Most series one process holds, in either store; a sample for a new series past it
-    /// is answered 429.
+    /// Maximum number of series one process keeps, in either store. A sample for a new
+    /// series past it is rejected with 429.
     pub max_series: usize,
 }
 

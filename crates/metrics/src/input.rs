@@ -143,7 +143,7 @@ fn rejection<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
     }
 }
 
-/// The path of a number too large for `f64` (`1e999`), if that is what failed.
+/// Finds the path of a number too large for `f64` (`1e999`), if that is what failed.
 ///
 /// serde_json reports such a number as a syntax error and exposes no error code, so the
 /// message is the only way to tell it from malformed JSON.

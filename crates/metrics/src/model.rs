@@ -6,13 +6,13 @@ use std::time::Duration;
 use platform::Timestamp;
 use serde::Serialize;
 
-/// Longest namespace or name, in characters.
+/// Maximum length of a namespace or name, in characters.
 pub const MAX_NAME_LEN: usize = 128;
 /// Most labels on one sample.
 pub const MAX_LABELS: usize = 32;
-/// Longest label name, in characters.
+/// Maximum length of a label name, in characters.
 pub const MAX_LABEL_NAME_LEN: usize = 128;
-/// Longest label value, in bytes.
+/// Maximum length of a label value, in bytes.
 pub const MAX_LABEL_VALUE_LEN: usize = 1024;
 /// How far ahead of the clock a sample's timestamp may be.
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(10 * 60);
@@ -89,17 +89,17 @@ impl Timeline {
         }
     }
 
-    /// The bucket length.
+    /// Returns the bucket length.
     pub fn interval(self) -> Duration {
         Duration::from_micros(self.interval_micros as u64)
     }
 
-    /// The index of the bucket holding an instant given in Unix microseconds.
+    /// Returns the index of the bucket containing an instant in Unix microseconds.
     pub fn index_of_micros(self, micros: i64) -> i64 {
         micros.div_euclid(self.interval_micros)
     }
 
-    /// The index of the bucket holding `at`.
+    /// Returns the index of the bucket containing `at`.
     pub fn index_of(self, at: Timestamp) -> i64 {
         self.index_of_micros(at.unix_micros())
     }
@@ -110,13 +110,13 @@ impl Timeline {
         Timestamp::from_unix_micros(micros).unwrap_or(Timestamp::EPOCH)
     }
 
-    /// The start of the bucket holding `at`.
+    /// Returns the start of the bucket containing `at`.
     pub fn align(self, at: Timestamp) -> Timestamp {
         self.start_of(self.index_of(at))
     }
 }
 
-/// Which series a summary covers; `None` matches every value.
+/// Namespace and name filters of a summary; `None` matches every value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeriesFilter {
     pub namespace: Option<String>,
@@ -171,7 +171,7 @@ pub struct BatchSample {
 }
 
 impl Batch {
-    /// An empty batch with room for `samples` samples.
+    /// Creates an empty batch with room for `samples` samples.
     pub fn with_capacity(samples: usize) -> Self {
         Batch {
             identities: String::with_capacity(samples * 48),
@@ -204,7 +204,7 @@ impl Batch {
         self.samples.len()
     }
 
-    /// True when the batch holds no sample.
+    /// Returns true when the batch contains no sample.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
@@ -214,7 +214,7 @@ impl Batch {
         &self.samples
     }
 
-    /// The series identity of a sample of this batch.
+    /// Returns the series identity of a sample of this batch.
     pub fn identity(&self, sample: &BatchSample) -> SeriesKey<'_> {
         SeriesKey {
             identity: &self.identities[sample.identity.clone()],
@@ -233,12 +233,12 @@ pub struct SeriesKey<'a> {
 }
 
 impl<'a> SeriesKey<'a> {
-    /// The namespace part of the identity.
+    /// Returns the namespace part of the identity.
     pub fn namespace(self) -> &'a str {
         &self.identity[..usize::from(self.namespace_len)]
     }
 
-    /// The name part of the identity.
+    /// Returns the name part of the identity.
     pub fn name(self) -> &'a str {
         let start = usize::from(self.namespace_len) + 1;
         &self.identity[start..start + usize::from(self.name_len)]

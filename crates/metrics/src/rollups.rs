@@ -1,10 +1,11 @@
 //! Roll-up buckets of every series in process memory, sharded so that concurrent batches
 //! rarely wait for each other.
 //!
-//! Series live in 64 shards, each a map behind a read-write lock; each series has its own
-//! mutex. Recording a batch read-locks the shards it touches (in ascending order, so two
-//! batches never wait on each other in a cycle) and locks one series at a time. Only
-//! creating and expiring series take a shard's write lock.
+//! Series live in 64 shards, each a map behind a read-write lock, and each series has its
+//! own mutex. Recording a batch read-locks the shards it touches and then locks one series
+//! at a time. Only creating and expiring series take a shard's write lock, one shard at a
+//! time, so readers that lock shards in ascending order never wait on each other in a
+//! cycle.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -182,7 +183,7 @@ impl Rollups {
         let touched = shard_of.iter().fold(0u64, |mask, &shard| mask | 1 << shard);
 
         for _ in 0..MAX_ROUNDS {
-            // Ascending order, so batches holding several shards never wait in a cycle.
+            // `from_fn` visits indexes in ascending order, which rules out lock cycles.
             let guards: [Option<RwLockReadGuard<'_, Shard>>; SHARDS] =
                 std::array::from_fn(|shard| {
                     (touched & (1 << shard) != 0).then(|| self.shards[shard].read())

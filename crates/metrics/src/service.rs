@@ -70,13 +70,11 @@ impl Collector {
             .store
             .record_series(&batch, self.retained_from(now))
             .await?;
-        tracing::debug!(
-            series = batch.identity(&batch.samples()[0]).identity,
-            "sample recorded"
-        );
+        let series = batch.identity(&batch.samples()[0]).identity;
+        tracing::debug!(series, "sample recorded");
         aggregate.summary().ok_or_else(|| {
             Error::Store(StoreError::Corrupt {
-                series: batch.identity(&batch.samples()[0]).identity.to_string(),
+                series: series.to_string(),
                 source: "the series has no samples right after recording one".into(),
             })
         })
@@ -99,6 +97,10 @@ impl Collector {
     }
 
     /// Summarizes every series that passes the filter over the window, keyed by identity.
+    ///
+    /// A window begins with the bucket containing `now - window`, so it covers every sample
+    /// of that span and up to one roll-up interval more. It has no end: the current partial
+    /// bucket counts, and so do samples stamped up to 10 minutes ahead.
     pub async fn summary(&self, query: &SummaryQuery) -> Result<BTreeMap<String, Summary>, Error> {
         let now = self.clock.now();
         let from = match query.window {
@@ -143,9 +145,6 @@ impl Collector {
     }
 
     /// Returns the start of the oldest bucket kept, the one containing `now - retention`.
-    ///
-    /// A window likewise begins with the bucket containing `now - window`, so it covers every
-    /// sample of that span and up to one roll-up interval more.
     fn retained_from(&self, now: Timestamp) -> Timestamp {
         self.timeline.align(now.saturating_sub(self.retention))
     }

@@ -8,9 +8,9 @@
 //! bins; zero has a counter.
 //!
 //! Bins are stored sparsely, as sorted `(key, count)` pairs. The `sketches-ddsketch` crate
-//! uses a dense store that allocates at least 128 bins (1 KiB) per sign, and this service
-//! keeps one sketch per series and roll-up bucket (1440 a day per series at the default
-//! interval), where most buckets see only a few distinct magnitudes.
+//! (0.4) uses a dense store that allocates at least 128 bins (1 KiB) per sign. This service
+//! keeps one sketch per series and roll-up bucket, 1440 a day per series at the default
+//! interval, and most buckets see only a few distinct magnitudes.
 
 use std::sync::LazyLock;
 
@@ -334,8 +334,8 @@ fn read_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
 mod tests {
     use super::*;
 
-    /// Returns the exact nearest-rank quantile, the value the sketch estimates; `q·n` is a
-    /// whole number for every `q` and `n` these tests use, so rounding finds it.
+    /// Returns the exact nearest-rank quantile, the value the sketch estimates. Rounding
+    /// finds it because `q·n` is a whole number for every `q` and `n` these tests use.
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         let position = (q * sorted.len() as f64).round() as usize;
         sorted[position.clamp(1, sorted.len()) - 1]

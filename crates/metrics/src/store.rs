@@ -20,7 +20,7 @@ use crate::rollups::{RecordError, Rollups};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
-/// Why a store operation failed.
+/// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The batch was not recorded.

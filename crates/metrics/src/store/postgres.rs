@@ -2,10 +2,10 @@
 //!
 //! Each store has its own instance id. A flush upserts the whole state of each changed
 //! bucket, not a delta, so a retried flush never counts twice. Reads merge the rows of
-//! every other instance with this process's roll-ups, which hold everything this instance
-//! recorded within the retention, flushed or not: a replica reads its own samples at once
-//! and never counts its own rows a second time. A restarted process gets a new id, so the
-//! rows of its earlier run are read like another replica's.
+//! every other instance with this process's roll-ups, which contain everything this
+//! instance recorded within the retention, flushed or not. So a replica reads its own
+//! samples at once and never counts its own rows a second time. A restarted process gets
+//! a new id, so the rows of its earlier run are read like another replica's.
 
 use std::collections::HashMap;
 
