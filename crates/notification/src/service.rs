@@ -138,11 +138,13 @@ impl Notifier {
 
         delivery.status = DeliveryStatus::Sent;
         delivery.sent_at = self.clock.now().max(delivery.sent_at);
+        // NOTE: a failure here answers 503 although the recipient has the notification, so a
+        // client retry sends it twice. An idempotency key in the request would prevent that.
         if let Err(error) = self.store.mark_sent(&delivery).await {
-            tracing::error!(delivery_id = %delivery.id, template = %delivery.template, %channel, recipient = %self.loggable(&delivery), error = %ErrorChain(&error), "notification sent but not recorded as sent; a retry by the client sends it again");
+            tracing::error!(delivery_id = %delivery.id, template = %delivery.template, %channel, recipient = %loggable_recipient(&delivery), error = %ErrorChain(&error), "notification sent but not recorded as sent; a retry by the client sends it again");
             return Err(error.into());
         }
-        tracing::debug!(delivery_id = %delivery.id, template = %delivery.template, %channel, recipient = %self.loggable(&delivery), "notification sent");
+        tracing::debug!(delivery_id = %delivery.id, template = %delivery.template, %channel, recipient = %loggable_recipient(&delivery), "notification sent");
         Ok(delivery)
     }
 
@@ -181,15 +183,15 @@ impl Notifier {
     }
 
     async fn release_failed(&self, delivery: &Delivery, error: &SendError) {
-        tracing::warn!(delivery_id = %delivery.id, template = %delivery.template, channel = %delivery.channel, recipient = %self.loggable(delivery), error = %ErrorChain(error), "notification send failed; nothing recorded");
+        tracing::warn!(delivery_id = %delivery.id, template = %delivery.template, channel = %delivery.channel, recipient = %loggable_recipient(delivery), error = %ErrorChain(error), "notification send failed; nothing recorded");
         if let Err(release_error) = self.store.release(delivery.id).await {
             tracing::warn!(delivery_id = %delivery.id, error = %ErrorChain(&release_error), "releasing the pending delivery failed; pruning removes it later");
         }
     }
+}
 
-    fn loggable(&self, delivery: &Delivery) -> String {
-        recipient::loggable(delivery.channel, &delivery.recipient)
-    }
+fn loggable_recipient(delivery: &Delivery) -> String {
+    recipient::loggable(delivery.channel, &delivery.recipient)
 }
 
 fn parse_channel(channel: Option<String>) -> Result<Channel, Error> {

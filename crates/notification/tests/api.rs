@@ -231,7 +231,8 @@ async fn delivery_has_v7_id_and_clock_time(app: TestApp) {
         sent_at,
         platform::Clock::now(app.clock.as_ref()).to_string()
     );
-    assert!(sent_at.ends_with('Z') && sent_at.len() == 27, "{sent_at}");
+    assert!(sent_at.ends_with('Z'), "{sent_at}");
+    assert_eq!(sent_at.len(), 27, "microsecond precision: {sent_at}");
 
     let fields: Vec<&String> = delivery.as_object().expect("an object").keys().collect();
     assert_eq!(
@@ -607,13 +608,17 @@ async fn ring_drops_oldest(app: TestApp) {
     let response = app.client.get("/notifications/recent?limit=4").send().await;
     response.expect_error(StatusCode::BAD_REQUEST, "invalid_argument", Some("limit"));
 
-    let kept: Vec<String> = app
+    let sender_ids: Vec<String> = app
         .in_app
         .sent()
         .into_iter()
-        .map(|d| d.id.to_string())
+        .map(|delivery| delivery.id.to_string())
         .collect();
-    assert_eq!(kept, ids(&sent[2..]), "the in-memory sender is bounded too");
+    assert_eq!(
+        sender_ids,
+        ids(&sent[2..]),
+        "the in-memory sender is bounded too"
+    );
 }
 
 async fn concurrent_notifications_all_recorded(app: TestApp) {
@@ -638,7 +643,7 @@ async fn methods_are_checked(app: TestApp) {
     response.expect_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None);
     assert_eq!(response.header("allow"), Some("POST"));
 
-    // Reading history changes nothing, so HEAD is answered like GET without a body.
+    // Reading history changes nothing, so HEAD returns the GET status without a body.
     let response = app
         .client
         .request(Method::HEAD, "/notifications/recent")

@@ -74,7 +74,7 @@ async fn row_count(pool: &PgPool, status: &str) -> i64 {
         .expect("count rows")
 }
 
-/// A sender that holds each send until the test lets it finish.
+/// A sender that blocks each send until the test releases it.
 #[derive(Default)]
 struct GatedSender {
     entered: Notify,
@@ -236,21 +236,21 @@ async fn prune_keeps_what_recent_can_show() {
     abandoned.abort();
     let _ = abandoned.await;
 
-    let shown = recent(&instance.client).await;
-    assert_eq!(shown.len(), 3);
+    let visible = recent(&instance.client).await;
+    assert_eq!(visible.len(), 3);
     assert_eq!(row_count(&database.pool, "sent").await, 5);
     assert_eq!(row_count(&database.pool, "pending").await, 1);
 
     let pruned = instance.notifier.prune().await.expect("prune");
     assert_eq!((pruned.sent, pruned.abandoned), (2, 0));
     assert_eq!(row_count(&database.pool, "sent").await, 3);
-    assert_eq!(recent(&instance.client).await, shown);
+    assert_eq!(recent(&instance.client).await, visible);
 
     clock.advance(notification::service::ABANDONED_AFTER + Duration::from_secs(1));
     let pruned = instance.notifier.prune().await.expect("prune");
     assert_eq!((pruned.sent, pruned.abandoned), (0, 1));
     assert_eq!(row_count(&database.pool, "pending").await, 0);
-    assert_eq!(recent(&instance.client).await, shown);
+    assert_eq!(recent(&instance.client).await, visible);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
