@@ -18,5 +18,7 @@ CREATE TABLE orchestration.assignments (
 -- Lists are newest first; each filter has an index that also serves that order.
 CREATE INDEX assignments_created_idx ON orchestration.assignments (created_at DESC, assignment_id DESC);
 CREATE INDEX assignments_agent_idx ON orchestration.assignments (agent_id, created_at DESC, assignment_id DESC);
-CREATE INDEX assignments_tenant_idx ON orchestration.assignments (tenant_id, project_id, created_at DESC, assignment_id DESC);
+CREATE INDEX assignments_tenant_idx ON orchestration.assignments (tenant_id, created_at DESC, assignment_id DESC);
+CREATE INDEX assignments_tenant_project_idx ON orchestration.assignments (tenant_id, project_id, created_at DESC, assignment_id DESC);
+CREATE INDEX assignments_project_idx ON orchestration.assignments (project_id, created_at DESC, assignment_id DESC);
 CREATE INDEX assignments_status_idx ON orchestration.assignments (status, created_at DESC, assignment_id DESC);

@@ -308,6 +308,7 @@ fn describe(error: figment::Error) -> ConfigError {
     let origin = origin_of(&error);
     let detail = match &error.kind {
         Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let expected = crate::extract::friendly_expectation(expected);
             format!("expected {expected}, found {actual}")
         }
         Kind::MissingField(field) => format!("{field} is required"),
@@ -550,6 +551,13 @@ mod tests {
         assert!(error.contains("retention"), "{error}");
         assert!(error.contains("500ms, 30s"), "{error}");
         assert!(error.contains("forever"), "{error}");
+    }
+
+    #[test]
+    fn integer_error_reads_plainly() {
+        let loader = Loader::from_values(SPEC, &[("workers", "lots")]);
+        let error = loader.extract::<Demo>().unwrap_err().to_string();
+        assert!(error.contains("non-negative integer"), "{error}");
     }
 
     #[test]

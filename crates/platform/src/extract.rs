@@ -178,7 +178,8 @@ fn describe_data_error(field: &str, error: &serde_json::Error) -> String {
     )
 }
 
-fn friendly_expectation(expected: &str) -> &str {
+/// Rewords serde's type names (`f64`, `u32`, `a map`) as a client would say them.
+pub(crate) fn friendly_expectation(expected: &str) -> &str {
     match expected {
         "f64" | "f32" => "a number",
         "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer",
