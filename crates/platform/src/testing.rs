@@ -234,9 +234,11 @@ impl TestDatabase {
     }
 
     async fn pool_with(options: PgConnectOptions, max_connections: u32) -> PgPool {
+        // Generous, because many test processes may share the server at once; outage
+        // tests build their own pools with short timeouts.
         PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(15))
             .test_before_acquire(false)
             .connect_with(options)
             .await
