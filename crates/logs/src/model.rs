@@ -173,15 +173,17 @@ impl Fields {
         if pairs.len() < 2 {
             return Fields(pairs);
         }
+        // The sort is stable, so repeated names stay in body order. `dedup_by` keeps the
+        // first pair of a run, so each later pair's value is swapped into it first.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Text, Text)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match unique.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => unique.push(pair),
+        pairs.dedup_by(|later, kept| {
+            let same_name = later.0 == kept.0;
+            if same_name {
+                std::mem::swap(later, kept);
             }
-        }
-        Fields(unique)
+            same_name
+        });
+        Fields(pairs)
     }
 
     /// The pairs in name order.

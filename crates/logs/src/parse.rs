@@ -1,8 +1,8 @@
 //! Request bodies to validated events: one JSON object, a JSON array, or NDJSON lines.
 //!
 //! Strings are read as slices of the shared body wherever JSON needs no unescaping, so
-//! a batch costs one allocation per event rather than one per string. The first parse
-//! tracks no paths; only when it fails is the input parsed again to name the field.
+//! no string is copied unless it contains escapes. The first parse tracks no paths.
+//! Only when it fails is the input parsed again to name the field at fault.
 
 use std::borrow::Cow;
 use std::fmt;

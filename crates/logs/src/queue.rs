@@ -1,9 +1,9 @@
 //! The bounded event queue between ingestion and the sinks.
 //!
-//! Batches sit in one deque; each sink's worker reads it through its own cursor, and a
+//! Batches sit in one deque, which each sink's worker reads through its own cursor. A
 //! batch leaves the deque once every sink has taken delivery of it. The capacity counts
 //! events still owed to at least one sink, so a slow or failing sink fills the queue
-//! and ingestion answers 503 instead of buffering without bound.
+//! and ingestion returns 503 instead of buffering without bound.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -81,11 +81,6 @@ impl Queue {
         }
     }
 
-    /// The capacity in events.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Enqueues the events as one batch if all of them fit, assigning sequence numbers
     /// and `received_at` under the lock so that both increase in queue order.
     pub fn push(&self, events: Vec<LogEvent>, receipt: Timestamp) -> Result<(), QueueFull> {
@@ -118,8 +113,8 @@ impl Queue {
         Ok(())
     }
 
-    /// The batches `consumer` has not taken delivery of, oldest first: at least one when
-    /// any is waiting, and then more while the total stays within `max_events`.
+    /// Returns the batches `consumer` has not taken delivery of, oldest first. That is at
+    /// least one when any is waiting, then more while the total stays within `max_events`.
     pub fn peek(&self, consumer: usize, max_events: usize) -> Vec<Arc<Batch>> {
         let state = self.state.lock();
         let start = state.index_of(state.cursors[consumer]);

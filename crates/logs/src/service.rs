@@ -178,12 +178,88 @@ impl Pipeline {
         self.queue.delivered().await;
     }
 
-    /// Events not yet delivered, per sink, for the shutdown report.
+    /// Counts the events not yet delivered, per sink, for the shutdown report.
     pub fn backlog(&self) -> Vec<(&'static str, u64)> {
         self.sink_names
             .iter()
             .zip(self.queue.undelivered())
             .map(|(&name, count)| (name, count as u64))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use parking_lot::Mutex;
+    use platform::server::Workers;
+    use platform::time::system_clock;
+
+    use super::*;
+    use crate::model::Batch;
+    use crate::sink::SinkError;
+    use crate::store::MemoryStore;
+
+    /// Fails its first writes, then records the sequences it receives.
+    struct FlakySink {
+        failures_left: Mutex<u32>,
+        sequences: Mutex<Vec<u64>>,
+    }
+
+    #[async_trait]
+    impl Sink for FlakySink {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+
+        async fn write(&self, batches: &[Arc<Batch>]) -> Result<(), SinkError> {
+            {
+                let mut failures_left = self.failures_left.lock();
+                if *failures_left > 0 {
+                    *failures_left -= 1;
+                    return Err("destination unavailable".into());
+                }
+            }
+            let mut sequences = self.sequences.lock();
+            for batch in batches {
+                sequences.extend(batch.records().map(|record| record.sequence));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_writes_are_retried_in_order() {
+        let sink = Arc::new(FlakySink {
+            failures_left: Mutex::new(2),
+            sequences: Mutex::new(Vec::new()),
+        });
+        let settings = Settings::default();
+        let store = Arc::new(MemoryStore::new(settings.recent_capacity.get()));
+        let workers = Workers::new();
+        let pipeline = Pipeline::start(
+            &settings,
+            store,
+            vec![sink.clone()],
+            system_clock(),
+            &workers,
+        );
+
+        for _ in 0..3 {
+            let body = Bytes::from_static(
+                b"{\"source\":\"a\",\"message\":\"m\"}\n{\"source\":\"a\",\"message\":\"n\"}",
+            );
+            let summary = pipeline.ingest(body, BodyFormat::Ndjson).expect("valid");
+            assert_eq!(summary.accepted, 2);
+        }
+        tokio::time::timeout(Duration::from_secs(20), pipeline.delivered())
+            .await
+            .expect("delivered after the retries");
+
+        assert_eq!(*sink.sequences.lock(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(*sink.failures_left.lock(), 0);
+        assert_eq!(pipeline.backlog(), vec![("ring", 0), ("flaky", 0)]);
     }
 }

@@ -792,3 +792,48 @@ async fn retention_sweep_deletes_expired(app: TestApp) {
     assert_eq!(app.recent_messages("").await, ["new"]);
     assert_eq!(app.pipeline.sweep_expired().await.expect("sweep"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_definition_serves_logs() {
+    let settings = platform::config::Loader::from_values(
+        logs::SERVICE.config,
+        &[("stdout", "false"), ("min_level", "error")],
+    );
+    let context = platform::server::test_context(
+        logs::SERVICE.name,
+        settings,
+        Backend::Memory,
+        ManualClock::starting_now(),
+    )
+    .expect("valid settings");
+    let service = (logs::SERVICE.build)(context).await.expect("builds");
+    assert!(service.backlog.is_some(), "undelivered events are reported");
+    let client = TestClient::new(app(
+        service.routes,
+        Readiness::Always,
+        HttpLimits::default(),
+    ));
+
+    let body = json!([event("a", "info"), {"source": "a", "message": "error", "level": "error"}]);
+    let response = client.post("/logs").json(&body).send().await;
+    expect_counts(&response, 1, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_min_level_stops_startup() {
+    let settings =
+        platform::config::Loader::from_values(logs::SERVICE.config, &[("min_level", "verbose")]);
+    let context = platform::server::test_context(
+        logs::SERVICE.name,
+        settings,
+        Backend::Memory,
+        ManualClock::starting_now(),
+    )
+    .expect("common settings are valid");
+    let Err(error) = (logs::SERVICE.build)(context).await else {
+        panic!("an unknown minimum level must stop startup");
+    };
+    let message = error.to_string();
+    assert!(message.contains("min_level"), "{message}");
+    assert!(message.contains("verbose"), "{message}");
+}
