@@ -7,32 +7,34 @@ use platform::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Longest topic name a client may choose; dead-letter topics add their suffix on top.
+/// Maximum length of a topic name a client chooses. A dead-letter topic adds its suffix
+/// on top.
 pub const MAX_TOPIC_LEN: usize = 249;
 /// Suffix of the topic that receives a topic's undeliverable messages.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
-/// Longest `tenant_id` or `project_id`, in characters.
+/// Maximum length of `tenant_id` and `project_id`, in characters.
 pub const MAX_ID_LEN: usize = 256;
-/// Longest message `key`, in characters.
+/// Maximum length of a message `key`, in characters.
 pub const MAX_KEY_LEN: usize = 256;
-/// Most attributes on one published message.
+/// Maximum number of attributes on one published message.
 pub const MAX_ATTRIBUTES: usize = 64;
-/// Longest attribute name, in bytes.
+/// Maximum length of an attribute name, in bytes.
 pub const MAX_ATTRIBUTE_NAME_LEN: usize = 256;
-/// Longest attribute value, in bytes.
+/// Maximum length of an attribute value, in bytes.
 pub const MAX_ATTRIBUTE_VALUE_LEN: usize = 1024;
-/// Most messages in one publish batch or ids in one ack batch.
+/// Maximum number of messages in one publish batch, and of ids in one ack batch.
 pub const MAX_BATCH: usize = 1000;
-/// Most messages one pull returns, and the default.
+/// Maximum number of messages one pull returns.
 pub const MAX_PULL: usize = 1000;
+/// Number of messages a pull returns at most when it names no `limit`.
 pub const DEFAULT_PULL: usize = 10;
-/// Longest long-poll wait, in milliseconds.
+/// Maximum long-poll wait, in milliseconds.
 pub const MAX_WAIT_MS: u64 = 30_000;
-/// Longest lease a pull or a lease change may ask for, in seconds (12 hours).
+/// Maximum lease a pull or a lease change may request, in seconds (12 hours).
 pub const MAX_LEASE_S: u64 = 43_200;
-/// Longest publish or nack delay, in seconds (7 days).
+/// Maximum publish or nack delay, in seconds (7 days).
 pub const MAX_DELAY_S: u64 = 604_800;
-/// Longest `Idempotency-Key` header, in bytes.
+/// Maximum length of an `Idempotency-Key` header, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// Attribute added to a dead-lettered message: the topic it failed in.
@@ -67,7 +69,7 @@ impl Priority {
             .find(|priority| priority.as_str() == name)
     }
 
-    /// The lowercase name used in JSON.
+    /// Returns the lowercase name used in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Low => "low",
@@ -76,7 +78,7 @@ impl Priority {
         }
     }
 
-    /// The rank stored in Postgres; a higher rank is delivered first.
+    /// Returns the rank stored in Postgres. A higher rank is delivered first.
     pub fn rank(self) -> i16 {
         match self {
             Priority::Low => 0,
@@ -85,7 +87,7 @@ impl Priority {
         }
     }
 
-    /// The priority of a stored rank.
+    /// Returns the priority of a stored rank.
     pub fn from_rank(rank: i16) -> Option<Self> {
         Priority::ALL
             .into_iter()
@@ -104,7 +106,7 @@ impl fmt::Display for Priority {
 pub struct Topic(String);
 
 impl Topic {
-    /// Checks a name; the error says what is wrong with it.
+    /// Checks a name. The error describes what is wrong with it.
     pub fn parse(name: &str) -> Result<Topic, String> {
         let base = name.strip_suffix(DEAD_LETTER_SUFFIX).unwrap_or(name);
         if base.is_empty() {
@@ -130,7 +132,7 @@ impl Topic {
         Ok(Topic(name.to_string()))
     }
 
-    /// The name.
+    /// Returns the name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -140,8 +142,8 @@ impl Topic {
         self.0.ends_with(DEAD_LETTER_SUFFIX)
     }
 
-    /// The topic that receives this topic's undeliverable messages, or `None` for a
-    /// dead-letter topic.
+    /// Returns the topic that receives this topic's undeliverable messages, or `None`
+    /// for a dead-letter topic.
     pub fn dead_letter(&self) -> Option<Topic> {
         (!self.is_dead_letter()).then(|| Topic(format!("{}{DEAD_LETTER_SUFFIX}", self.0)))
     }
@@ -193,7 +195,7 @@ pub struct TopicCounts {
 }
 
 impl TopicCounts {
-    /// Every message the topic holds.
+    /// Counts every message in the topic.
     pub fn total(&self) -> u64 {
         self.ready + self.leased + self.delayed
     }
@@ -288,7 +290,8 @@ mod tests {
             assert_eq!(Priority::from_rank(priority.rank()), Some(priority));
         }
         assert_eq!(Priority::from_rank(7), None);
-        assert!(Priority::High > Priority::Normal && Priority::Normal > Priority::Low);
+        assert!(Priority::High > Priority::Normal);
+        assert!(Priority::Normal > Priority::Low);
     }
 
     #[test]

@@ -256,7 +256,8 @@ fn created(replayed: bool, body: impl IntoResponse) -> Response {
     response
 }
 
-/// The array under `field` of a batch body, checked for shape but not yet for content.
+/// Extracts the array under `field` of a batch body, checking its shape but not yet its
+/// items.
 fn batch_items(body: Value, field: &str) -> Result<Vec<Value>, ApiError> {
     let Value::Object(mut object) = body else {
         return Err(ApiError::invalid_argument(format!(

@@ -24,7 +24,7 @@ use crate::wakeup::Wakeups;
 
 pub use pull::PullRequest;
 
-/// Why a messaging operation failed.
+/// Errors of messaging operations.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An input field or parameter is missing or invalid.
@@ -85,7 +85,7 @@ pub struct AckReport {
     pub not_found: Vec<String>,
 }
 
-/// What one retention sweep removed.
+/// Counts of what one retention sweep removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
     pub messages: u64,
@@ -119,12 +119,12 @@ impl Messaging {
         }
     }
 
-    /// The store, for the background relay of announcements.
+    /// Returns the store, for the background relay of announcements.
     pub fn store(&self) -> Arc<dyn MessageStore> {
         self.store.clone()
     }
 
-    /// The long-poll waiters of this process.
+    /// Returns the long-poll waiters of this process.
     pub fn wakeups(&self) -> Arc<Wakeups> {
         self.wakeups.clone()
     }
@@ -358,7 +358,7 @@ impl Messaging {
         Ok(to_stats(&counts, dead_lettered, now))
     }
 
-    /// Lists every topic that holds messages, by name, with its counts.
+    /// Lists every topic that contains messages, by name, with its counts.
     pub async fn topics(&self) -> Result<Vec<TopicSummary>, Error> {
         let now = self.clock.now();
         let mut listed = self.store.all_counts(now).await?;

@@ -17,7 +17,7 @@ use crate::wakeup::Wakeups;
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
-/// Why a store operation failed.
+/// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The memory store holds its configured maximum of messages.

@@ -604,8 +604,8 @@ async fn two_consumers_never_share_a_message(app: TestApp) {
 async fn dead_consumer_loses_messages_after_lease(app: TestApp) {
     let first = app.publish_simple("orders").await;
     let second = app.publish_simple("orders").await;
-    let taken = app.pull("orders", "?limit=2&visibility_timeout_s=10").await;
-    assert_eq!(taken.len(), 2);
+    let leased = app.pull("orders", "?limit=2&visibility_timeout_s=10").await;
+    assert_eq!(leased.len(), 2);
 
     // The first consumer never acknowledges; another gets nothing until the lease ends.
     assert!(app.pull("orders", "").await.is_empty());
@@ -1254,10 +1254,13 @@ async fn batch_publish_is_all_or_nothing(app: TestApp) {
         "invalid_argument",
         Some("messages"),
     );
-    let most: Vec<Value> = (0..1000).map(|_| good.clone()).collect();
-    app.post("/topics/full/messages:batch", json!({"messages": most}))
-        .await
-        .expect_status(StatusCode::CREATED);
+    let max_batch: Vec<Value> = (0..1000).map(|_| good.clone()).collect();
+    app.post(
+        "/topics/full/messages:batch",
+        json!({"messages": max_batch}),
+    )
+    .await
+    .expect_status(StatusCode::CREATED);
 
     assert!(
         app.pull("orders", "").await.is_empty(),
@@ -1521,7 +1524,7 @@ async fn retention_removes_old_messages(app: TestApp) {
     );
 
     app.clock.advance(Duration::from_secs(7 * 24 * 3600 - 1));
-    let kept = app.publish_simple("old").await;
+    let fresh = app.publish_simple("old").await;
     assert_eq!(app.messaging.sweep().await.expect("sweep").messages, 0);
 
     app.clock.advance(Duration::from_secs(2));
@@ -1531,7 +1534,7 @@ async fn retention_removes_old_messages(app: TestApp) {
         "leased and unleased old messages alike"
     );
     let left = app.pull("old", "?limit=100").await;
-    assert_eq!(ids(&left), vec![kept]);
+    assert_eq!(ids(&left), vec![fresh]);
     assert!(app.pull("also-old", "").await.is_empty());
     assert_eq!(app.messaging.sweep().await.expect("sweep").messages, 0);
 }

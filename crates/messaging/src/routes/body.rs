@@ -24,7 +24,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     }
 }
 
-/// A field given in the body, the query string, or both with the same value.
+/// Takes a field from the body or the query string; both may carry it if the values
+/// match.
 pub fn one_of<T: PartialEq>(
     field: &str,
     from_body: Option<T>,
@@ -40,7 +41,7 @@ pub fn one_of<T: PartialEq>(
     }
 }
 
-/// The `ack_id` of an ack, nack or lease, from the body or the query string.
+/// Takes the `ack_id` of an ack, nack or lease from the body or the query string.
 pub fn ack_id_of(from_body: Option<String>, params: &Params) -> Result<Option<String>, ApiError> {
     let from_query = params.text("ack_id").map(str::to_string);
     one_of("ack_id", from_body.filter(|id| !id.is_empty()), from_query)

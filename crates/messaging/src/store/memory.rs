@@ -219,8 +219,8 @@ impl MemoryStore {
             return state.clone();
         }
         let mut topics = self.topics.write();
-        // Empty topics stay in the map until a sweep; dropping them here as well keeps
-        // the map no larger than the messages and keys it holds, plus this limit.
+        // Empty topics stay in the map until a sweep. Dropping them here too bounds the
+        // map by the messages and keys it contains plus this limit.
         if topics.len() >= self.max_messages {
             drop_empty_topics(&mut topics);
         }

@@ -103,15 +103,16 @@ fn delivery_from_row(row: &PgRow) -> Result<Delivery, sqlx::Error> {
     })
 }
 
-/// The delivery count at which a claim or nack dead-letters; a dead-letter topic never
-/// reaches it.
+/// Returns the delivery count at which a claim or nack dead-letters. A dead-letter topic
+/// gets `i32::MAX`, which no message reaches.
 fn exhaustion_limit(policy: Option<&DeadLetterPolicy>) -> i32 {
     policy.map_or(i32::MAX, |policy| {
         i32::try_from(policy.max_deliveries).unwrap_or(i32::MAX)
     })
 }
 
-/// The dead-letter topic name to bind; a dead-letter topic binds its own name, unused.
+/// Returns the dead-letter topic name to bind. A dead-letter topic binds its own name,
+/// which the statements never use because no message reaches the limit.
 fn dead_letter_name<'a>(topic: &'a Topic, policy: Option<&'a DeadLetterPolicy>) -> &'a str {
     policy.map_or(topic.as_str(), |policy| policy.topic.as_str())
 }
@@ -267,8 +268,8 @@ impl MessageStore for PostgresStore {
             if self.insert_keyed(topic, messages, dedup).await? {
                 return Ok(PublishOutcome::Stored);
             }
-            // A separate statement, so it sees the record even when a concurrent publish
-            // with the same key committed while the insert waited for it.
+            // A separate statement takes a new snapshot, so it reads the record even when a
+            // concurrent publish with the same key committed while the insert waited.
             let original: Option<Json<Vec<Message>>> = sqlx::query_scalar(sql::SELECT_KEY)
                 .bind(topic.as_str())
                 .bind(&dedup.key)
