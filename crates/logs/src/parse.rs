@@ -4,23 +4,20 @@
 //! no string is copied unless it contains escapes. The first parse tracks no paths.
 //! Only when it fails is the input parsed again to name the field at fault.
 
-use std::borrow::Cow;
-use std::fmt;
+mod raw;
+mod validate;
 
 use bytes::Bytes;
 use bytestring::ByteString;
 use platform::Timestamp;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::model::{Fields, Level, LogEvent, MAX_FIELD_NAME_LEN, MAX_FIELDS, MAX_SOURCE_LEN, Text};
+use crate::model::{Level, LogEvent};
+use raw::{JsonStr, RawEvent};
+use validate::{FieldError, validate};
 
 /// Bodies at least this large whose kept events use less than half of them are copied
 /// out, so that queued events never pin much more memory than their own text.
 const DETACH_MIN_BODY: usize = 4096;
-
-/// Maximum length of client input quoted in an error message, in characters.
-const MAX_ECHO_CHARS: usize = 64;
 
 const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
@@ -245,238 +242,6 @@ fn line_failure(line: &str, error: &serde_json::Error) -> String {
     match platform::extract::parse_json::<RawEvent<String>>(line.as_bytes()) {
         Err(api) => api.message().to_string(),
         Ok(_) => format!("invalid event: {error}"),
-    }
-}
-
-/// A validation failure inside one event, before its place in the body is known.
-struct FieldError {
-    field: String,
-    message: String,
-}
-
-impl FieldError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-fn validate(
-    raw: RawEvent<JsonStr<'_>>,
-    body: &ByteString,
-    receipt: Timestamp,
-) -> Result<LogEvent, FieldError> {
-    let source = required_text("source", raw.source, body)?;
-    if source.len() > MAX_SOURCE_LEN {
-        return Err(FieldError::new(
-            "source",
-            format!("source is longer than {MAX_SOURCE_LEN} bytes"),
-        ));
-    }
-    if source.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            "source",
-            "source contains control characters",
-        ));
-    }
-
-    let message = required_text("message", raw.message, body)?;
-    reject_nul("message", &message)?;
-
-    let level = match non_empty(raw.level) {
-        None => Level::Info,
-        Some(text) => Level::parse(&text).ok_or_else(|| {
-            FieldError::new(
-                "level",
-                format!("level must be {}, not {}", Level::EXPECTED, Echo(&text)),
-            )
-        })?,
-    };
-
-    let timestamp = match non_empty(raw.timestamp) {
-        None => receipt,
-        Some(text) => Timestamp::parse(&text).map_err(|_| {
-            FieldError::new(
-                "timestamp",
-                format!(
-                    "timestamp must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z, not {}",
-                    Echo(&text)
-                ),
-            )
-        })?,
-    };
-
-    let fields = match raw.fields {
-        None => Fields::default(),
-        Some(RawFields(pairs)) => checked_fields(pairs, body)?,
-    };
-
-    Ok(LogEvent {
-        source,
-        level,
-        message,
-        fields,
-        timestamp,
-    })
-}
-
-fn checked_fields(
-    pairs: Vec<(JsonStr<'_>, JsonStr<'_>)>,
-    body: &ByteString,
-) -> Result<Fields, FieldError> {
-    if pairs.len() > MAX_FIELDS {
-        return Err(FieldError::new(
-            "fields",
-            format!(
-                "fields has {} entries; at most {MAX_FIELDS} are allowed",
-                pairs.len()
-            ),
-        ));
-    }
-    let mut texts = Vec::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        if name.0.is_empty() {
-            return Err(FieldError::new(
-                "fields",
-                "fields must not contain an empty name",
-            ));
-        }
-        if name.0.len() > MAX_FIELD_NAME_LEN {
-            return Err(FieldError::new(
-                "fields",
-                format!("field names are limited to {MAX_FIELD_NAME_LEN} bytes"),
-            ));
-        }
-        if name.0.contains('\0') || value.0.contains('\0') {
-            // Built only here: the path costs an allocation per field.
-            let path = format!("fields.{}", name.0);
-            reject_nul(&path, &name.0)?;
-            reject_nul(&path, &value.0)?;
-        }
-        texts.push((name.into_text(body), value.into_text(body)));
-    }
-    Ok(Fields::from_pairs(texts))
-}
-
-fn required_text(
-    field: &str,
-    value: Option<JsonStr<'_>>,
-    body: &ByteString,
-) -> Result<Text, FieldError> {
-    match value.filter(|text| !text.0.is_empty()) {
-        Some(text) => {
-            reject_nul(field, &text.0)?;
-            Ok(text.into_text(body))
-        }
-        None => Err(FieldError::new(field, format!("{field} is required"))),
-    }
-}
-
-fn non_empty<'a>(value: Option<JsonStr<'a>>) -> Option<Cow<'a, str>> {
-    value.map(|text| text.0).filter(|text| !text.is_empty())
-}
-
-/// Postgres text and jsonb cannot hold U+0000, so no store accepts it.
-fn reject_nul(field: &str, text: &str) -> Result<(), FieldError> {
-    if text.contains('\0') {
-        return Err(FieldError::new(
-            field,
-            format!("{field} contains a NUL character (\\u0000), which cannot be stored"),
-        ));
-    }
-    Ok(())
-}
-
-/// Quotes client input in a message, shortened to a readable length.
-struct Echo<'a>(&'a str);
-
-impl fmt::Display for Echo<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.char_indices().nth(MAX_ECHO_CHARS) {
-            Some((cut, _)) => write!(f, "{:?}…", &self.0[..cut]),
-            None => write!(f, "{:?}", self.0),
-        }
-    }
-}
-
-/// An event as sent, before validation. `S` is [`JsonStr`] on the fast path and `String`
-/// when the input is parsed again to name the field at fault.
-#[derive(Deserialize)]
-#[serde(expecting = "a log event object")]
-struct RawEvent<S> {
-    source: Option<S>,
-    level: Option<S>,
-    message: Option<S>,
-    fields: Option<RawFields<S>>,
-    timestamp: Option<S>,
-}
-
-/// The `fields` object as name-value pairs in body order.
-struct RawFields<S>(Vec<(S, S)>);
-
-impl<'de, S: Deserialize<'de>> Deserialize<'de> for RawFields<S> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PairsVisitor<S>(std::marker::PhantomData<S>);
-
-        impl<'de, S: Deserialize<'de>> Visitor<'de> for PairsVisitor<S> {
-            type Value = RawFields<S>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of string values")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(MAX_FIELDS));
-                while let Some(pair) = map.next_entry::<S, S>()? {
-                    pairs.push(pair);
-                }
-                Ok(RawFields(pairs))
-            }
-        }
-
-        deserializer.deserialize_map(PairsVisitor(std::marker::PhantomData))
-    }
-}
-
-/// A JSON string borrowed from the body when it has no escapes, owned otherwise.
-struct JsonStr<'a>(Cow<'a, str>);
-
-impl JsonStr<'_> {
-    fn into_text(self, body: &ByteString) -> Text {
-        match self.0 {
-            Cow::Borrowed(part) => Text::slice_of(body, part),
-            Cow::Owned(text) => Text::from(text),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StrVisitor;
-
-        impl<'de> Visitor<'de> for StrVisitor {
-            type Value = Cow<'de, str>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(text))
-            }
-
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(text.to_string()))
-            }
-
-            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(text))
-            }
-        }
-
-        deserializer.deserialize_str(StrVisitor).map(JsonStr)
     }
 }
 
