@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use platform::SharedClock;
 use platform::pagination::{Page, PageRequest};
+use platform::validate::{self, FieldError};
 use uuid::Uuid;
 
 use crate::model::{
@@ -38,6 +39,15 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<FieldError> for Error {
+    fn from(error: FieldError) -> Self {
+        Error::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
 }
 
 impl Error {
@@ -188,39 +198,19 @@ fn parse_status(status: Option<String>) -> Result<WorkStatus, Error> {
 }
 
 fn required_id(field: &str, value: Option<String>) -> Result<String, Error> {
-    match value.filter(|text| !text.is_empty()) {
-        Some(text) => check_id(field, text),
-        None => Err(Error::invalid(field, format!("{field} is required"))),
-    }
+    Ok(validate::required_single_line(field, value, MAX_ID_LEN)?)
 }
 
 fn optional_id(field: &str, value: Option<String>) -> Result<String, Error> {
-    check_id(field, value.unwrap_or_default())
-}
-
-fn check_id(field: &str, text: String) -> Result<String, Error> {
-    if text.chars().count() > MAX_ID_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("{field} is longer than {MAX_ID_LEN} characters"),
-        ));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} contains control characters"),
-        ));
-    }
-    Ok(text)
+    Ok(validate::single_line(
+        field,
+        value.unwrap_or_default(),
+        MAX_ID_LEN,
+    )?)
 }
 
 fn checked_message(message: String) -> Result<String, Error> {
-    if message.chars().count() > MAX_MESSAGE_LEN {
-        return Err(Error::invalid(
-            "status_message",
-            format!("status_message is longer than {MAX_MESSAGE_LEN} characters"),
-        ));
-    }
+    validate::check_length("status_message", &message, MAX_MESSAGE_LEN)?;
     Ok(message)
 }
 

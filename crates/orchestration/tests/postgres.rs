@@ -11,7 +11,6 @@ use platform::testing::{TcpProxy, TestClient, TestDatabase};
 use platform::time::system_clock;
 use serde_json::json;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 fn replica(pool: PgPool) -> TestClient {
     let backend = Backend::Postgres(pool.clone());
@@ -78,14 +77,7 @@ async fn replicas_never_lose_a_status_change() {
 async fn outage_answers_503_then_recovers() {
     let database = TestDatabase::create().await;
     let proxy = TcpProxy::start(database.server_address().await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(3)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_with(proxy.route(&database.options))
-        .await
-        .expect("pool through proxy");
-    let client = replica(pool);
+    let client = replica(database.pool_through(&proxy, 3).await);
 
     let created = client
         .post("/assignments")

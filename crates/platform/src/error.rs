@@ -102,6 +102,16 @@ impl ApiError {
         .with_source(source)
     }
 
+    /// Maps a database error: 503 `unavailable` when Postgres is out of reach or
+    /// refusing work for now, else 500. The cause is logged, never sent.
+    pub fn from_database(source: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&source) {
+            Self::unavailable("the database is unreachable; retry shortly", 1).with_source(source)
+        } else {
+            Self::internal(source)
+        }
+    }
+
     /// Names the input at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -11,6 +11,7 @@ pub mod pagination;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod validate;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -47,6 +47,18 @@ impl TestClient {
         }
     }
 
+    /// Polls `/readyz` until it answers 200 or `timeout` passes; true when ready.
+    pub async fn wait_until_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.get("/readyz").send().await.status == StatusCode::OK {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// Starts a GET request.
     pub fn get(&self, uri: &str) -> TestRequest {
         self.request(Method::GET, uri)
@@ -243,6 +255,18 @@ impl TestDatabase {
             .connect_with(options)
             .await
             .expect("test database accepts connections")
+    }
+
+    /// Opens a pool that reaches this database through `proxy`, with a short acquire
+    /// timeout so that requests fail fast while the proxy is cut.
+    pub async fn pool_through(&self, proxy: &TcpProxy, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(2))
+            .test_before_acquire(false)
+            .connect_with(proxy.route(&self.options))
+            .await
+            .expect("pool through the proxy")
     }
 
     /// Resolves the server's socket address, for a proxy in front of it.
