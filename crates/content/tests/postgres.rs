@@ -12,7 +12,6 @@ use platform::testing::{TcpProxy, TestClient, TestDatabase, TestResponse};
 use platform::time::system_clock;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 fn replica(pool: PgPool) -> TestClient {
     let backend = Backend::Postgres(pool.clone());
@@ -171,13 +170,7 @@ async fn concurrent_duplicate_ids_create_once() {
 async fn outage_answers_503_then_recovers() {
     let database = TestDatabase::create().await;
     let proxy = TcpProxy::start(database.server_address().await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(3)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_with(proxy.route(&database.options))
-        .await
-        .expect("pool through proxy");
+    let pool = database.pool_through(&proxy, 3).await;
     let client = replica(pool);
 
     client
@@ -218,16 +211,8 @@ async fn outage_answers_503_then_recovers() {
     );
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if client.get("/readyz").send().await.status == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        recovered,
+        client.wait_until_ready(Duration::from_secs(5)).await,
         "readiness returns once Postgres is reachable again"
     );
     client

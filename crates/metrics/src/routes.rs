@@ -75,11 +75,7 @@ impl From<Error> for ApiError {
             Error::Store(StoreError::Record(RecordError::Contended)) => {
                 ApiError::unavailable(error.to_string(), 1)
             }
-            Error::Store(StoreError::Database(source)) if platform::db::is_unavailable(&source) => {
-                ApiError::unavailable("the database is unreachable; retry shortly", 1)
-                    .with_source(source)
-            }
-            Error::Store(StoreError::Database(source)) => ApiError::internal(source),
+            Error::Store(StoreError::Database(source)) => ApiError::from_database(source),
             Error::Store(corrupt @ StoreError::Corrupt { .. }) => ApiError::internal(corrupt),
         }
     }

@@ -13,7 +13,6 @@ use platform::time::ManualClock;
 use platform::{Backend, SharedClock, Timestamp};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 const START: &str = "2030-01-01T00:00:00Z";
 
@@ -223,13 +222,7 @@ async fn sweep_deletes_expired_rows() {
 async fn outage_answers_503_then_recovers() {
     let database = TestDatabase::create().await;
     let proxy = TcpProxy::start(database.server_address().await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(3)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_with(proxy.route(&database.options))
-        .await
-        .expect("pool through proxy");
+    let pool = database.pool_through(&proxy, 3).await;
     let clock = start_clock();
     let (client, collector) = replica(pool, clock.clone());
 
@@ -265,16 +258,8 @@ async fn outage_answers_503_then_recovers() {
     );
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if client.get("/readyz").send().await.status == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        recovered,
+        client.wait_until_ready(Duration::from_secs(5)).await,
         "readiness returns once Postgres is reachable again"
     );
     assert!(collector.flush().await.expect("flush after recovery") > 0);

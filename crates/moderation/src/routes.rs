@@ -65,11 +65,7 @@ impl From<Error> for ApiError {
             Error::QueueFull { .. } => {
                 ApiError::unavailable(error.to_string(), QUEUE_FULL_RETRY_SECS)
             }
-            Error::Store(StoreError::Database(source)) if platform::db::is_unavailable(&source) => {
-                ApiError::unavailable("the database is unreachable; retry shortly", 1)
-                    .with_source(source)
-            }
-            Error::Store(StoreError::Database(source)) => ApiError::internal(source),
+            Error::Store(StoreError::Database(source)) => ApiError::from_database(source),
         }
     }
 }

@@ -15,7 +15,6 @@ use platform::time::{ManualClock, system_clock};
 use platform::{Backend, Clock, SharedClock};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -253,13 +252,7 @@ async fn queue_size_holds_across_replicas() {
 async fn outage_answers_503_then_recovers() {
     let database = TestDatabase::create().await;
     let proxy = TcpProxy::start(database.server_address().await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(3)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_with(proxy.route(&database.options))
-        .await
-        .expect("pool through proxy");
+    let pool = database.pool_through(&proxy, 3).await;
     let service = replica(pool, system_clock(), 100);
     let workers = Workers::new();
     worker::spawn(&service.moderator, &workers, 1, POLL_INTERVAL);
@@ -297,16 +290,11 @@ async fn outage_answers_503_then_recovers() {
     );
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if service.client.get("/readyz").send().await.status == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        recovered,
+        service
+            .client
+            .wait_until_ready(Duration::from_secs(5))
+            .await,
         "readiness returns once Postgres is reachable again"
     );
 

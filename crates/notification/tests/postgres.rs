@@ -16,7 +16,6 @@ use platform::time::{ManualClock, system_clock};
 use platform::{Backend, SharedClock};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 
 struct Replica {
@@ -301,13 +300,7 @@ async fn service_prunes_in_background_until_stopped() {
 async fn outage_answers_503_then_recovers() {
     let database = TestDatabase::create().await;
     let proxy = TcpProxy::start(database.server_address().await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(3)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_with(proxy.route(&database.options))
-        .await
-        .expect("pool through proxy");
+    let pool = database.pool_through(&proxy, 3).await;
     let in_app = Arc::new(MemorySender::new(10));
     let senders =
         Senders::in_memory(10).with_sender(notification::model::Channel::InApp, in_app.clone());
@@ -345,16 +338,8 @@ async fn outage_answers_503_then_recovers() {
     );
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if client.get("/readyz").send().await.status == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        recovered,
+        client.wait_until_ready(Duration::from_secs(5)).await,
         "readiness returns once Postgres is reachable again"
     );
 
