@@ -1,6 +1,4 @@
-//! Messaging Service: an at-least-once queue. Messages are published to topics, leased to
-//! one consumer at a time by pulls, acknowledged or released, and moved to a dead-letter
-//! topic after too many failed deliveries.
+//! Messaging Service: an at-least-once queue of topics with leases, acks and dead letters.
 
 pub mod config;
 pub mod input;

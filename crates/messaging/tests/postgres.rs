@@ -1,5 +1,4 @@
-//! Postgres-only behaviour: replicas sharing one database, wake-ups across replicas,
-//! outages, and data that outlives the service instance.
+//! Postgres-only behaviour: replicas on one database, cross-replica wake-ups, outages, restarts.
 
 use std::collections::HashSet;
 use std::sync::Arc;

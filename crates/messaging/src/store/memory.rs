@@ -1,7 +1,8 @@
 //! Messages in process memory: each topic behind its own lock, bounded by counts.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+mod topic;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,14 +15,8 @@ use super::{
     Claim, Claimed, DeadLetterPolicy, DedupKey, MessageStore, NewMessage, PublishOutcome, Release,
     Settled, StoreError,
 };
-use crate::model::{
-    DELIVERY_ATTEMPTS_ATTRIBUTE, Delivery, Message, Priority, SOURCE_TOPIC_ATTRIBUTE, Topic,
-    TopicCounts,
-};
-
-/// Delivery order: higher priority first, then older, then the id to break ties.
-type OrderKey = (Reverse<Priority>, Timestamp, Uuid);
-
+use crate::model::{Delivery, Topic, TopicCounts};
+use topic::{Entry, KeyRecord, TopicState, into_dead_letter, matches_filter};
 /// Topics in a map whose lock is taken only to find or add a topic; every message
 /// operation locks just its topic.
 #[derive(Debug)]
@@ -31,150 +26,6 @@ pub struct MemoryStore {
     stored: AtomicUsize,
     keys: AtomicUsize,
     topics: RwLock<HashMap<String, Arc<Mutex<TopicState>>>>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    message: Message,
-    visible_at: Timestamp,
-    attempts: u32,
-    ack_id: Option<Uuid>,
-}
-
-impl Entry {
-    fn order_key(&self) -> OrderKey {
-        (
-            Reverse(self.message.priority),
-            self.message.published_at,
-            self.message.message_id,
-        )
-    }
-}
-
-#[derive(Debug)]
-struct KeyRecord {
-    messages: Vec<Message>,
-    expires_at: Timestamp,
-}
-
-#[derive(Debug, Default)]
-struct TopicState {
-    /// Set when the topic was dropped from the map; a holder of a stale handle looks up
-    /// the topic again.
-    removed: bool,
-    entries: HashMap<Uuid, Entry>,
-    /// Messages visible as of the last `promote`, in delivery order.
-    ready: BTreeSet<OrderKey>,
-    /// Leased or delayed messages by the time they become visible.
-    waiting: BTreeSet<(Timestamp, OrderKey)>,
-    /// Every message by publish time, for retention.
-    by_age: BTreeSet<(Timestamp, Uuid)>,
-    keys: HashMap<String, KeyRecord>,
-}
-
-impl TopicState {
-    fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.keys.is_empty()
-    }
-
-    fn insert(&mut self, entry: Entry, now: Timestamp) {
-        let key = entry.order_key();
-        if entry.visible_at <= now {
-            self.ready.insert(key);
-        } else {
-            self.waiting.insert((entry.visible_at, key));
-        }
-        self.by_age
-            .insert((entry.message.published_at, entry.message.message_id));
-        self.entries.insert(entry.message.message_id, entry);
-    }
-
-    fn remove(&mut self, id: Uuid) -> Option<Entry> {
-        let entry = self.entries.remove(&id)?;
-        let key = entry.order_key();
-        if !self.waiting.remove(&(entry.visible_at, key)) {
-            self.ready.remove(&key);
-        }
-        self.by_age.remove(&(entry.message.published_at, id));
-        Some(entry)
-    }
-
-    /// Changes when a message becomes visible, keeping the indexes in step.
-    fn set_visible_at(&mut self, id: Uuid, visible_at: Timestamp, now: Timestamp) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        let key = entry.order_key();
-        if !self.waiting.remove(&(entry.visible_at, key)) {
-            self.ready.remove(&key);
-        }
-        entry.visible_at = visible_at;
-        if visible_at <= now {
-            self.ready.insert(key);
-        } else {
-            self.waiting.insert((visible_at, key));
-        }
-    }
-
-    /// Moves messages whose lease or delay ended by `now` into the ready set.
-    fn promote(&mut self, now: Timestamp) {
-        while let Some(first) = self.waiting.first() {
-            if first.0 > now {
-                break;
-            }
-            if let Some((_, key)) = self.waiting.pop_first() {
-                self.ready.insert(key);
-            }
-        }
-    }
-
-    fn counts(&self, now: Timestamp) -> TopicCounts {
-        let mut counts = TopicCounts::default();
-        for entry in self.entries.values() {
-            if entry.visible_at <= now {
-                counts.ready += 1;
-                let published = entry.message.published_at;
-                if counts.oldest_ready.is_none_or(|oldest| published < oldest) {
-                    counts.oldest_ready = Some(published);
-                }
-            } else if entry.ack_id.is_some() {
-                counts.leased += 1;
-            } else {
-                counts.delayed += 1;
-            }
-        }
-        counts
-    }
-}
-
-fn matches_filter(message: &Message, claim: &Claim) -> bool {
-    claim
-        .tenant_id
-        .as_ref()
-        .is_none_or(|tenant| *tenant == message.tenant_id)
-        && claim
-            .project_id
-            .as_ref()
-            .is_none_or(|project| *project == message.project_id)
-}
-
-/// Turns an exhausted entry into the first entry of its dead-letter topic.
-fn into_dead_letter(mut entry: Entry, policy: &DeadLetterPolicy, now: Timestamp) -> Entry {
-    let source = std::mem::replace(&mut entry.message.topic, policy.topic.to_string());
-    entry
-        .message
-        .attributes
-        .insert(SOURCE_TOPIC_ATTRIBUTE.to_string(), source);
-    entry.message.attributes.insert(
-        DELIVERY_ATTEMPTS_ATTRIBUTE.to_string(),
-        entry.attempts.to_string(),
-    );
-    Entry {
-        message: entry.message,
-        visible_at: now,
-        attempts: 0,
-        ack_id: None,
-    }
 }
 
 impl MemoryStore {

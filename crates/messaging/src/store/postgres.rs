@@ -1,20 +1,15 @@
 //! Messages in the `messaging` schema; any number of replicas may share it.
-//!
-//! Claims lock candidate rows with `FOR UPDATE SKIP LOCKED` and lease them in the same
-//! statement, so concurrent pulls on any replica never lease one message twice, and an
-//! expired lease needs no sweeper: the claim's `visible_at <= now` finds it again.
 
 mod announce;
+mod rows;
 mod sql;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use platform::Timestamp;
-use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgPool, Row};
+use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -23,17 +18,21 @@ use super::{
     Settled, StoreError,
 };
 use crate::model::{
-    DELIVERY_ATTEMPTS_ATTRIBUTE, Delivery, Message, Priority, SOURCE_TOPIC_ATTRIBUTE, Topic,
-    TopicCounts,
+    DELIVERY_ATTEMPTS_ATTRIBUTE, Message, SOURCE_TOPIC_ATTRIBUTE, Topic, TopicCounts,
 };
 use crate::wakeup::Wakeups;
 use announce::Announcer;
+use rows::{Columns, counts_from_row, delivery_from_row};
 
 /// How often a keyed publish retries when its key record vanished between the insert and
 /// the read of the original (a sweep removed it just then).
 const MAX_KEYED_PUBLISH_ATTEMPTS: usize = 3;
 
 /// Messages in Postgres.
+///
+/// Claims lock candidate rows with `FOR UPDATE SKIP LOCKED` and lease them in the same
+/// statement, so concurrent pulls on any replica never lease one message twice, and an
+/// expired lease needs no sweeper: the claim's `visible_at <= now` finds it again.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -48,59 +47,6 @@ impl PostgresStore {
             announcer: Arc::new(Announcer::default()),
         }
     }
-}
-
-#[derive(FromRow)]
-struct MessageRow {
-    message_id: Uuid,
-    topic: String,
-    tenant_id: String,
-    project_id: String,
-    message_key: String,
-    priority: i16,
-    published_at: Timestamp,
-    attributes: Json<BTreeMap<String, String>>,
-    payload: Vec<u8>,
-}
-
-impl TryFrom<MessageRow> for Message {
-    type Error = sqlx::Error;
-
-    fn try_from(row: MessageRow) -> Result<Self, sqlx::Error> {
-        // The CHECK constraint admits only known ranks, so this fails only if the schema
-        // and the code disagree.
-        let priority = Priority::from_rank(row.priority).ok_or_else(|| {
-            sqlx::Error::Decode(
-                format!(
-                    "unknown priority rank {} in messaging.messages",
-                    row.priority
-                )
-                .into(),
-            )
-        })?;
-        Ok(Message {
-            message_id: row.message_id,
-            tenant_id: row.tenant_id,
-            project_id: row.project_id,
-            topic: row.topic,
-            key: row.message_key,
-            priority,
-            published_at: row.published_at,
-            attributes: row.attributes.0,
-            payload: row.payload,
-        })
-    }
-}
-
-fn delivery_from_row(row: &PgRow) -> Result<Delivery, sqlx::Error> {
-    let message = Message::try_from(MessageRow::from_row(row)?)?;
-    let ack_id: Uuid = row.try_get("ack_id")?;
-    let attempt: i32 = row.try_get("delivery_attempt")?;
-    Ok(Delivery {
-        message,
-        ack_id,
-        delivery_attempt: u32::try_from(attempt).unwrap_or(0),
-    })
 }
 
 /// Returns the delivery count at which a claim or nack dead-letters. A dead-letter topic
@@ -184,70 +130,6 @@ impl PostgresStore {
             Some(_) => Settled::Stale,
             None => Settled::Missing,
         })
-    }
-}
-
-/// A batch as one array per column, for `unnest`.
-struct Columns {
-    topic: String,
-    published_at: Timestamp,
-    ids: Vec<Uuid>,
-    tenants: Vec<String>,
-    projects: Vec<String>,
-    keys: Vec<String>,
-    priorities: Vec<i16>,
-    attributes: Vec<Json<BTreeMap<String, String>>>,
-    payloads: Vec<Vec<u8>>,
-    visible_at: Vec<Timestamp>,
-}
-
-impl Columns {
-    /// Splits messages of one topic and one publish time into columns.
-    fn of(topic: &Topic, messages: &[NewMessage]) -> Self {
-        let published_at = messages
-            .first()
-            .map_or(Timestamp::EPOCH, |new| new.message.published_at);
-        let mut columns = Columns {
-            topic: topic.to_string(),
-            published_at,
-            ids: Vec::with_capacity(messages.len()),
-            tenants: Vec::with_capacity(messages.len()),
-            projects: Vec::with_capacity(messages.len()),
-            keys: Vec::with_capacity(messages.len()),
-            priorities: Vec::with_capacity(messages.len()),
-            attributes: Vec::with_capacity(messages.len()),
-            payloads: Vec::with_capacity(messages.len()),
-            visible_at: Vec::with_capacity(messages.len()),
-        };
-        for new in messages {
-            let message = &new.message;
-            columns.ids.push(message.message_id);
-            columns.tenants.push(message.tenant_id.clone());
-            columns.projects.push(message.project_id.clone());
-            columns.keys.push(message.key.clone());
-            columns.priorities.push(message.priority.rank());
-            columns.attributes.push(Json(message.attributes.clone()));
-            columns.payloads.push(message.payload.clone());
-            columns.visible_at.push(new.visible_at);
-        }
-        columns
-    }
-
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.ids)
-            .bind(&self.topic)
-            .bind(&self.tenants)
-            .bind(&self.projects)
-            .bind(&self.keys)
-            .bind(&self.priorities)
-            .bind(self.published_at)
-            .bind(&self.attributes)
-            .bind(&self.payloads)
-            .bind(&self.visible_at)
     }
 }
 
@@ -458,17 +340,4 @@ impl MessageStore for PostgresStore {
     fn backlog(&self) -> Vec<(&'static str, u64)> {
         vec![("announcements", self.announcer.pending() as u64)]
     }
-}
-
-fn counts_from_row(row: &PgRow) -> Result<TopicCounts, sqlx::Error> {
-    let count = |name: &str| -> Result<u64, sqlx::Error> {
-        let value: i64 = row.try_get(name)?;
-        Ok(u64::try_from(value).unwrap_or(0))
-    };
-    Ok(TopicCounts {
-        ready: count("ready")?,
-        leased: count("leased")?,
-        delayed: count("delayed")?,
-        oldest_ready: row.try_get("oldest_ready")?,
-    })
 }

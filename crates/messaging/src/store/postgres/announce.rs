@@ -1,10 +1,4 @@
-//! Wake-ups across replicas: topics with new visible messages are sent with `NOTIFY`,
-//! and one `LISTEN` connection per process wakes the local long polls.
-//!
-//! Publishing transactions never `NOTIFY` themselves: Postgres serialises the commits of
-//! all notifying transactions on one lock, which would put every publish of every topic
-//! in one line. A background task sends the announced topics instead, coalesced, in one
-//! statement at a time.
+//! Wake-ups across replicas: announced topics go out with `NOTIFY`, and `LISTEN` wakes waiters.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,7 +27,12 @@ const SEND_SPACING: Duration = Duration::from_millis(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Topics waiting to be sent.
+/// Topics waiting to be sent with `NOTIFY`.
+///
+/// Publishing transactions never `NOTIFY` themselves: Postgres serialises the commits of
+/// all notifying transactions on one lock, which would put every publish of every topic
+/// in one line. A background task sends the announced topics instead, coalesced, in one
+/// statement at a time.
 #[derive(Debug, Default)]
 pub(super) struct Announcer {
     pending: Mutex<Pending>,

@@ -1,5 +1,4 @@
-//! The statements of the Postgres store, as literals so each is prepared once per
-//! connection.
+//! The Postgres store's statements, as literals so each is prepared once per connection.
 
 /// Stores one message; the single-publish hot path, one round trip.
 pub const INSERT_ONE: &str = "INSERT INTO messaging.messages \
