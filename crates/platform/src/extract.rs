@@ -67,7 +67,7 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 /// Checks that the content type is JSON (`application/json` or `application/*+json`).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match media_type(headers) {
-        Some(kind) if is_json(&kind) => Ok(()),
+        Some(kind) if is_json_media_type(&kind) => Ok(()),
         Some(kind) => Err(ApiError::unsupported_media_type(format!(
             "content type {kind} is not supported; send the body as JSON with Content-Type: application/json"
         ))),
@@ -77,7 +77,9 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn is_json(kind: &str) -> bool {
+/// True for `application/json` and `application/*+json`, given a lower-cased media type
+/// without parameters (see [`media_type`]).
+pub fn is_json_media_type(kind: &str) -> bool {
     kind == "application/json" || (kind.starts_with("application/") && kind.ends_with("+json"))
 }
 

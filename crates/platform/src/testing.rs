@@ -386,26 +386,46 @@ async fn ensure_template(connection: &mut PgConnection, admin: &PgConnectOptions
         .close()
         .await
         .expect("close template connection");
+
+    // The comment records when the template was made, so clean-up can spare templates
+    // that test processes built from other migrations are still cloning.
+    let made_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    sqlx::query(AssertSqlSafe(format!(
+        "COMMENT ON DATABASE \"{template}\" IS 'made_at={made_at}'"
+    )))
+    .execute(&mut *connection)
+    .await
+    .expect("stamp template database");
 }
 
-/// Drops databases left by test processes that have exited, and templates of older
-/// migrations. A database still in use fails to drop and is left alone.
+/// Minimum age of a template of other migrations before clean-up drops it.
+const TEMPLATE_KEEP_SECS: u64 = 3600;
+
+/// Drops databases left by test processes that have exited, and templates of other
+/// migrations made over an hour ago. A database still in use fails to drop and is left
+/// alone.
 async fn drop_stale_databases(connection: &mut PgConnection, template: &str) {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'peripherals\\_test\\_%' OR datname LIKE 'peripherals\\_template\\_%'",
+    let databases: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE datname LIKE 'peripherals\\_test\\_%' OR datname LIKE 'peripherals\\_template\\_%'",
     )
     .fetch_all(&mut *connection)
     .await
     .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
 
-    for name in names {
+    for (name, comment) in databases {
         let stale = match name.strip_prefix("peripherals_test_") {
             Some(rest) => rest
                 .split('_')
                 .next()
                 .and_then(|pid| pid.parse::<u32>().ok())
                 .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
-            None => name != template,
+            None => name != template && template_age(comment.as_deref(), now) > TEMPLATE_KEEP_SECS,
         };
         if stale {
             let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
@@ -413,6 +433,14 @@ async fn drop_stale_databases(connection: &mut PgConnection, template: &str) {
                 .await;
         }
     }
+}
+
+/// Seconds since a template was made, from its comment; a template without one is old.
+fn template_age(comment: Option<&str>, now: u64) -> u64 {
+    comment
+        .and_then(|text| text.strip_prefix("made_at="))
+        .and_then(|seconds| seconds.parse::<u64>().ok())
+        .map_or(u64::MAX, |made_at| now.saturating_sub(made_at))
 }
 
 async fn create_from_template(connection: &mut PgConnection, name: &str, template: &str) {
