@@ -66,7 +66,10 @@ impl Settings {
         if lease < Duration::from_secs(1) || lease > Duration::from_secs(MAX_LEASE_S) {
             return Err(invalid(
                 "VISIBILITY_TIMEOUT",
-                format!("expected 1s to {MAX_LEASE_S}s, found {lease:?}"),
+                format!(
+                    "expected 1s to {MAX_LEASE_S}s, found {}ms",
+                    lease.as_millis()
+                ),
             ));
         }
         if self.max_deliveries == 0 {
@@ -78,7 +81,10 @@ impl Settings {
         if self.retention < Duration::from_secs(1) {
             return Err(invalid(
                 "RETENTION",
-                format!("expected at least 1s, found {:?}", self.retention),
+                format!(
+                    "expected at least 1s, found {}ms",
+                    self.retention.as_millis()
+                ),
             ));
         }
         if self.retention < Duration::from_secs(MAX_DELAY_S) {
@@ -101,7 +107,10 @@ impl Settings {
         if self.sweep_interval < Duration::from_millis(100) {
             return Err(invalid(
                 "SWEEP_INTERVAL",
-                format!("expected at least 100ms, found {:?}", self.sweep_interval),
+                format!(
+                    "expected at least 100ms, found {}ms",
+                    self.sweep_interval.as_millis()
+                ),
             ));
         }
         Ok(())
