@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use platform::ApiError;
-use platform::extract::{Params, media_type, read_body};
+use platform::extract::{Params, is_json_media_type, media_type, read_body};
 
 use crate::model::{Level, LogRecord, RecentQuery};
 use crate::parse::BodyFormat;
@@ -40,12 +40,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         "send JSON (Content-Type: application/json) or NDJSON (Content-Type: application/x-ndjson)";
     match media_type(headers) {
         Some(kind) if kind == NDJSON => Ok(BodyFormat::Ndjson),
-        Some(kind)
-            if kind == "application/json"
-                || (kind.starts_with("application/") && kind.ends_with("+json")) =>
-        {
-            Ok(BodyFormat::Json)
-        }
+        Some(kind) if is_json_media_type(&kind) => Ok(BodyFormat::Json),
         Some(kind) => Err(ApiError::unsupported_media_type(format!(
             "content type {kind} is not supported; {expected}"
         ))),
@@ -78,11 +73,7 @@ impl From<Error> for ApiError {
                 None => ApiError::invalid_argument(invalid.message),
             },
             Error::QueueFull(_) => ApiError::unavailable(error.to_string(), 1),
-            Error::Store(StoreError::Database(source)) if platform::db::is_unavailable(&source) => {
-                ApiError::unavailable("the database is unreachable; retry shortly", 1)
-                    .with_source(source)
-            }
-            Error::Store(StoreError::Database(source)) => ApiError::internal(source),
+            Error::Store(StoreError::Database(source)) => ApiError::from_database(source),
         }
     }
 }

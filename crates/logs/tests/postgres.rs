@@ -364,15 +364,10 @@ async fn outage_buffers_events_until_postgres_returns() {
 
     proxy.restore();
     node.settle().await;
-    let mut ready = false;
-    for _ in 0..50 {
-        if node.client.get("/readyz").send().await.status == StatusCode::OK {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "readiness returns once Postgres is reachable again");
+    assert!(
+        node.client.wait_until_ready(Duration::from_secs(5)).await,
+        "readiness returns once Postgres is reachable again"
+    );
 
     let mut expected = vec!["before 1".to_string(), "before 2".to_string()];
     expected.extend((0..8).map(|index| format!("during {index}")));
