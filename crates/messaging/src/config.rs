@@ -26,11 +26,11 @@ pub struct Settings {
     /// Largest decoded payload, in bytes.
     #[serde(deserialize_with = "byte_size")]
     pub max_payload: usize,
-    /// Most messages the memory store holds; past it, publishing answers 429. Postgres
-    /// mode has no such cap.
+    /// Maximum number of messages in the memory store. Past it, a publish is rejected with
+    /// 429. Postgres mode has no such cap.
     pub max_messages: usize,
-    /// Most remembered idempotency keys in the memory store; past it, a publish with a
-    /// new key answers 429. Postgres mode has no such cap.
+    /// Maximum number of idempotency keys the memory store remembers. Past it, a publish
+    /// with a new key is rejected with 429. Postgres mode has no such cap.
     pub max_idempotency_keys: usize,
     /// Time between retention sweeps.
     #[serde(deserialize_with = "duration")]

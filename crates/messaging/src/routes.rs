@@ -285,12 +285,16 @@ impl From<Error> for ApiError {
             Error::StaleAck { .. } | Error::KeyUsedForBatch { .. } => {
                 ApiError::failed_precondition(error.to_string())
             }
-            Error::Store(StoreError::Full { .. } | StoreError::KeysFull { .. }) => {
-                ApiError::resource_exhausted(
-                    format!("{error}; acknowledge messages or retry later"),
-                    1,
-                )
-            }
+            Error::Store(StoreError::Full { .. }) => ApiError::resource_exhausted(
+                format!("{error}; acknowledge messages or retry later"),
+                1,
+            ),
+            // Expired keys are freed by the retention sweep, which runs every minute by
+            // default.
+            Error::Store(StoreError::KeysFull { .. }) => ApiError::resource_exhausted(
+                format!("{error}; retry after expired keys are freed, or publish without one"),
+                60,
+            ),
             Error::Store(StoreError::Database(source)) if platform::db::is_unavailable(&source) => {
                 ApiError::unavailable("the database is unreachable; retry shortly", 1)
                     .with_source(source)

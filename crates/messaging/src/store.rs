@@ -20,7 +20,7 @@ pub use postgres::PostgresStore;
 /// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The memory store holds its configured maximum of messages.
+    /// The memory store contains its configured maximum of messages.
     #[error("the store holds its maximum of {capacity} messages")]
     Full { capacity: usize },
     /// The memory store remembers its configured maximum of idempotency keys.
@@ -57,7 +57,7 @@ pub enum PublishOutcome {
     Duplicate(Vec<Message>),
 }
 
-/// Where messages go that failed too many deliveries.
+/// Dead-letter policy: the destination of messages that failed too many deliveries.
 #[derive(Clone, Debug)]
 pub struct DeadLetterPolicy {
     /// `{topic}.dead-letter`.
@@ -104,7 +104,7 @@ pub enum Settled {
     Missing,
 }
 
-/// What a nack asks for.
+/// Parameters of a nack.
 #[derive(Clone, Debug)]
 pub struct Release {
     pub ack_id: Uuid,
@@ -143,7 +143,7 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn ack_many(&self, topic: &Topic, message_ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
 
     /// Ends the current delivery: the message becomes visible at `visible_at`, or moves
-    /// to the dead-letter topic if the policy says it has failed too often.
+    /// to the dead-letter topic if it has failed as many deliveries as the policy allows.
     async fn nack(
         &self,
         topic: &Topic,
@@ -163,7 +163,7 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Counts the messages of one topic at `now`.
     async fn counts(&self, topic: &Topic, now: Timestamp) -> Result<TopicCounts, StoreError>;
 
-    /// Counts every topic that holds messages, sorted by name.
+    /// Counts every topic that contains messages, sorted by name.
     async fn all_counts(&self, now: Timestamp) -> Result<Vec<(String, TopicCounts)>, StoreError>;
 
     /// Removes at most `batch` messages published before `published_before`; returns

@@ -18,7 +18,7 @@ pub struct Wakeups {
 struct Registry {
     topics: HashMap<String, Weak<Notify>>,
     /// Size at which dead entries are pruned. A subscription removes its own entry on
-    /// drop, but not while a concurrent wake briefly holds the handle.
+    /// drop, but not while a concurrent wake briefly keeps a handle.
     prune_at: usize,
 }
 
@@ -92,7 +92,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// A future that completes at the next wake of the topic. Call `enable` on it (or
+    /// Returns a future that completes at the next wake of the topic. Call `enable` on it (or
     /// poll it) before checking for messages, so a wake in between is not missed.
     pub fn notified(&self) -> Notified<'_> {
         self.notify.notified()
@@ -101,8 +101,8 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Under the write lock nobody can upgrade the entry, so a count of one means
-        // this subscription holds the last handle.
+        // Under the write lock no other thread can upgrade the entry, so a count of one
+        // means this subscription has the last handle.
         let mut registry = self.registry.inner.write();
         if Arc::strong_count(&self.notify) == 1 {
             registry.topics.remove(&self.topic);

@@ -24,7 +24,7 @@ pub struct PullRequest {
     pub limit: Option<usize>,
     /// Lease length, 1 to 43200 seconds; the configured visibility timeout by default.
     pub visibility_timeout_s: Option<u64>,
-    /// Longest wait for a first message, 0 to 30000 ms; 0 by default.
+    /// Maximum wait for a first message, 0 to 30000 ms; 0 by default.
     pub wait_ms: Option<u64>,
 }
 
