@@ -295,11 +295,7 @@ impl From<Error> for ApiError {
                 format!("{error}; retry after expired keys are freed, or publish without one"),
                 60,
             ),
-            Error::Store(StoreError::Database(source)) if platform::db::is_unavailable(&source) => {
-                ApiError::unavailable("the database is unreachable; retry shortly", 1)
-                    .with_source(source)
-            }
-            Error::Store(StoreError::Database(source)) => ApiError::internal(source),
+            Error::Store(StoreError::Database(source)) => ApiError::from_database(source),
         }
     }
 }

@@ -13,7 +13,6 @@ use platform::testing::{TcpProxy, TestClient, TestDatabase};
 use platform::time::system_clock;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 /// One service instance with its own pool, as a separate process would have.
@@ -277,14 +276,7 @@ fn summary(times: &mut [Duration]) -> String {
 async fn outage_answers_503_then_recovers() {
     let database = TestDatabase::create().await;
     let proxy = TcpProxy::start(database.server_address().await).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(3)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_with(proxy.route(&database.options))
-        .await
-        .expect("pool through proxy");
-    let replica = Replica::start(pool);
+    let replica = Replica::start(database.pool_through(&proxy, 3).await);
 
     let published = replica
         .publish("orders", json!({"tenant_id": "t", "project_id": "p"}))
@@ -341,16 +333,11 @@ async fn outage_answers_503_then_recovers() {
     );
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..50 {
-        if replica.client.get("/readyz").send().await.status == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        recovered,
+        replica
+            .client
+            .wait_until_ready(Duration::from_secs(5))
+            .await,
         "readiness returns once Postgres is reachable again"
     );
     let pulled = replica.pull("orders", "").await;
