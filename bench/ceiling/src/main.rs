@@ -1,6 +1,6 @@
 //! The HTTP ceiling of the benchmark suite: axum on the services' runtime, doing no work.
 //!
-//! Every POST, whatever its path, reads the whole body and deserializes it into
+//! Every POST, PUT or PATCH, whatever its path, reads the whole body and deserializes it into
 //! `serde::de::IgnoredAny` (each line on its own for `application/x-ndjson`). It then
 //! returns 202 with no body, or 400 for invalid JSON. Every GET returns a small fixed
 //! JSON object. `IgnoredAny` checks the full JSON syntax without building values, so one
@@ -59,7 +59,13 @@ fn main() -> ExitCode {
 async fn serve(address: SocketAddr) -> std::io::Result<()> {
     let router = Router::new()
         .route("/", get(fixed).post(parse_body))
-        .route("/{*path}", get(fixed).post(parse_body))
+        .route(
+            "/{*path}",
+            get(fixed)
+                .post(parse_body)
+                .put(parse_body)
+                .patch(parse_body),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
     let listener = tokio::net::TcpListener::bind(address).await?;
     axum::serve(listener, router).await
