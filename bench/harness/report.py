@@ -264,9 +264,10 @@ def problems(results):
         if run.get("exit_code") not in (0, None):
             found.append(f"{name}: the service exited with {run['exit_code']} after SIGTERM")
         if run.get("log_problems"):
-            sample = " / ".join(f"`{line[:200]}`" for line in run["log_sample"])
+            # The first line without its timestamp; repeats of one failure differ only there.
+            first = run["log_sample"][0].split(" ", 1)[-1].strip()[:240]
             found.append(f"{name}: {run['log_problems']} WARN or ERROR log lines. The first: "
-                         f"{sample}")
+                         f"`{first}`")
         if run.get("ceiling", {}).get("errors"):
             found.append(f"{name}: the HTTP ceiling run had {run['ceiling']['errors']} errors")
         if run.get("pg_ceiling", {}).get("failed"):
