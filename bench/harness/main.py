@@ -342,6 +342,7 @@ def summarize(record, case, results):
     ok = main["requests"] - main["errors"]["status"]
     record["seconds"] = seconds
     record["requests"] = main["requests"]
+    record["response_bytes"] = main["bytes"] / main["requests"] if main["requests"] else None
     record["rps"] = ok / seconds
     record["p50_us"] = main["latency_us"]["p50"]
     record["p99_us"] = main["latency_us"]["p99"]
@@ -408,17 +409,19 @@ def main():
     started = time.monotonic()
 
     packages = cargo_packages()
-    wanted = [service.package for service in SERVICES.values() if service.package in packages]
+    service_packages = [service.package for service in SERVICES.values() if service.package in packages]
     missing = {service.package: f"package {service.package} is not in the workspace yet"
                for service in SERVICES.values() if service.package not in packages}
-    failed = build(wanted + ["bench-ceiling"])
+    failed = build(service_packages + ["bench-ceiling"])
+    build_seconds = time.monotonic() - started
+    started = time.monotonic()
     if "bench-ceiling" in failed:
         print(f"error: {failed['bench-ceiling']}", file=sys.stderr)
         return 1
     missing |= failed
     release = target_dir() / "release"
     binaries = {}
-    for package in wanted:
+    for package in service_packages:
         if package not in failed:
             binaries[package] = release / packages[package][0]
 
@@ -438,13 +441,14 @@ def main():
         "runs": bench.runs,
         "flat": bench.flat,
         "data_dir": str(bench.data_dir),
+        "build_s": build_seconds,
         "elapsed_s": time.monotonic() - started,
     }
     (bench.out / "results.json").write_text(json.dumps(results, indent=1))
     page = REPO / "docs" / "benchmarks.md"
     page.write_text(report.render(results))
-    log(f"wrote {page.relative_to(REPO)} and {bench.out / 'results.json'} "
-        f"in {results['elapsed_s']:.0f} s")
+    log(f"wrote {page.relative_to(REPO)} and {bench.out / 'results.json'} after "
+        f"{results['elapsed_s']:.0f} s of runs and {build_seconds:.0f} s of building")
     return 0
 
 
