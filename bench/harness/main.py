@@ -409,7 +409,8 @@ def main():
     started = time.monotonic()
 
     packages = cargo_packages()
-    service_packages = [service.package for service in SERVICES.values() if service.package in packages]
+    service_packages = [service.package for service in SERVICES.values()
+                        if service.package in packages]
     missing = {service.package: f"package {service.package} is not in the workspace yet"
                for service in SERVICES.values() if service.package not in packages}
     failed = build(service_packages + ["bench-ceiling"])
