@@ -1,50 +1,122 @@
-//! RFC 3339 timestamps written from their date and time parts, without the general
-//! formatter, because every record carries two of them on the stdout hot path.
+//! Records as JSON, written by hand into a byte buffer. The stdout sink writes every
+//! accepted event this way, and `GET /logs/recent` every event it returns. Strings
+//! without characters to escape are copied eight bytes per step, and a timestamp already
+//! formatted is reused, which the general serializer cannot do.
 
 use platform::Timestamp;
-use serde::{Serialize, Serializer};
+
+use crate::model::{Level, RecordRef};
 
 /// Length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-const LEN: usize = 27;
+const RFC3339_LEN: usize = 27;
 
-/// Serializes a timestamp exactly as `Timestamp`'s `Display` does.
-#[derive(Clone, Copy, Debug)]
-pub struct Rfc3339(pub Timestamp);
+/// Writes records as JSON objects with the fields in the order of the API: `source`,
+/// `level`, `message`, `fields`, `timestamp`, `received_at`, `sequence`.
+///
+/// It remembers the last `timestamp` and `received_at` it formatted: the events of one
+/// batch share `received_at`, and events sent without a timestamp share that too.
+#[derive(Debug, Default)]
+pub(crate) struct RecordWriter {
+    timestamp: FormattedTime,
+    received_at: FormattedTime,
+}
 
-impl Serialize for Rfc3339 {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut buffer = [0u8; LEN];
-        match write_rfc3339(self.0, &mut buffer) {
-            Some(text) => serializer.serialize_str(text),
-            None => serializer.collect_str(&self.0),
+impl RecordWriter {
+    /// Appends one record as a JSON object.
+    pub(crate) fn write(&mut self, out: &mut Vec<u8>, record: RecordRef<'_>) {
+        let event = record.event;
+        out.extend_from_slice(b"{\"source\":");
+        push_string(out, &event.source);
+        out.extend_from_slice(b",\"level\":");
+        out.extend_from_slice(quoted_level(event.level));
+        out.extend_from_slice(b",\"message\":");
+        push_string(out, &event.message);
+        out.extend_from_slice(b",\"fields\":{");
+        for (index, (name, value)) in event.fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            push_string(out, name);
+            out.push(b':');
+            push_string(out, value);
+        }
+        out.extend_from_slice(b"},\"timestamp\":");
+        self.timestamp.push(out, event.timestamp);
+        out.extend_from_slice(b",\"received_at\":");
+        self.received_at.push(out, record.received_at);
+        out.extend_from_slice(b",\"sequence\":");
+        push_u64(out, record.sequence);
+        out.push(b'}');
+    }
+}
+
+fn quoted_level(level: Level) -> &'static [u8] {
+    match level {
+        Level::Debug => b"\"DEBUG\"",
+        Level::Info => b"\"INFO\"",
+        Level::Warn => b"\"WARN\"",
+        Level::Error => b"\"ERROR\"",
+    }
+}
+
+/// The text of the timestamp formatted last.
+#[derive(Debug)]
+struct FormattedTime {
+    /// `None` until a timestamp is formatted.
+    instant: Option<Timestamp>,
+    text: [u8; RFC3339_LEN],
+}
+
+impl Default for FormattedTime {
+    fn default() -> Self {
+        FormattedTime {
+            instant: None,
+            text: [0; RFC3339_LEN],
         }
     }
 }
 
-/// Writes the timestamp into `buffer`; `None` for years outside 0000–9999, which the
-/// general formatter handles.
-fn write_rfc3339(timestamp: Timestamp, buffer: &mut [u8; LEN]) -> Option<&str> {
-    let datetime = timestamp.as_datetime();
-    let year = datetime.year();
-    if !(0..=9999).contains(&year) {
-        return None;
+impl FormattedTime {
+    /// Appends the timestamp as a JSON string, formatting it only when it changed.
+    fn push(&mut self, out: &mut Vec<u8>, timestamp: Timestamp) {
+        if self.instant != Some(timestamp) {
+            if !write_rfc3339(timestamp, &mut self.text) {
+                // Years outside 0000–9999 take the general formatter and are not kept.
+                push_string(out, &timestamp.to_string());
+                return;
+            }
+            self.instant = Some(timestamp);
+        }
+        out.push(b'"');
+        out.extend_from_slice(&self.text);
+        out.push(b'"');
     }
+}
 
-    put_digits(&mut buffer[0..4], year as u32);
-    buffer[4] = b'-';
-    put_digits(&mut buffer[5..7], u32::from(u8::from(datetime.month())));
-    buffer[7] = b'-';
-    put_digits(&mut buffer[8..10], u32::from(datetime.day()));
-    buffer[10] = b'T';
-    put_digits(&mut buffer[11..13], u32::from(datetime.hour()));
-    buffer[13] = b':';
-    put_digits(&mut buffer[14..16], u32::from(datetime.minute()));
-    buffer[16] = b':';
-    put_digits(&mut buffer[17..19], u32::from(datetime.second()));
-    buffer[19] = b'.';
-    put_digits(&mut buffer[20..26], datetime.microsecond());
-    buffer[26] = b'Z';
-    std::str::from_utf8(buffer).ok()
+/// Writes the timestamp exactly as `Timestamp`'s `Display` does; false for years outside
+/// 0000–9999, whose text is longer.
+fn write_rfc3339(timestamp: Timestamp, text: &mut [u8; RFC3339_LEN]) -> bool {
+    let datetime = timestamp.as_datetime();
+    let (year, month, day) = datetime.to_calendar_date();
+    if !(0..=9999).contains(&year) {
+        return false;
+    }
+    let (hour, minute, second, micros) = datetime.to_hms_micro();
+    put_digits(&mut text[0..4], year.unsigned_abs());
+    text[4] = b'-';
+    put_digits(&mut text[5..7], u32::from(u8::from(month)));
+    text[7] = b'-';
+    put_digits(&mut text[8..10], u32::from(day));
+    text[10] = b'T';
+    put_digits(&mut text[11..13], u32::from(hour));
+    text[13] = b':';
+    put_digits(&mut text[14..16], u32::from(minute));
+    text[16] = b':';
+    put_digits(&mut text[17..19], u32::from(second));
+    text[19] = b'.';
+    put_digits(&mut text[20..26], micros);
+    text[26] = b'Z';
+    true
 }
 
 /// Writes `value` as decimal digits filling `out`, zero-padded on the left.
@@ -55,12 +127,162 @@ fn put_digits(out: &mut [u8], mut value: u32) {
     }
 }
 
+/// Appends `value` in decimal.
+fn push_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// For each byte, the character after the backslash that escapes it, or 0 when the byte
+/// stands for itself. JSON escapes `"`, `\` and the control characters below U+0020,
+/// five of them in a short form and the rest as `\u00XX`.
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Eight copies of one byte.
+const fn repeated(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// True when any of the eight bytes of `word` needs escaping. Subtracting 0x20 from every
+/// byte sets the high bit of a byte below 0x20, and XOR turns a quote or a backslash into
+/// a zero byte, which subtracting 1 detects the same way. Borrows make other high bits
+/// wrong only above a byte that matched, so the mask is zero exactly when none did.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = repeated(0x01);
+    const HIGH: u64 = repeated(0x80);
+    let below_space = word.wrapping_sub(repeated(0x20));
+    let quote = word ^ repeated(b'"');
+    let backslash = word ^ repeated(b'\\');
+    let zero_quote = quote.wrapping_sub(ONES) & !quote;
+    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_space | zero_quote | zero_backslash) & !word & HIGH != 0
+}
+
+/// Appends `text` as a JSON string.
+pub(crate) fn push_string(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // `copied` is where the bytes not yet appended start.
+    let mut copied = 0;
+    let mut position = 0;
+    while position < bytes.len() {
+        if let Some(chunk) = bytes.get(position..position + 8) {
+            let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+            if !needs_escape(word) {
+                position += 8;
+                continue;
+            }
+        }
+        let end = (position + 8).min(bytes.len());
+        for (index, &byte) in bytes.iter().enumerate().take(end).skip(position) {
+            let escape = ESCAPES[usize::from(byte)];
+            if escape == 0 {
+                continue;
+            }
+            out.extend_from_slice(&bytes[copied..index]);
+            out.push(b'\\');
+            out.push(escape);
+            if escape == b'u' {
+                out.extend_from_slice(b"00");
+                out.push(HEX_DIGITS[usize::from(byte >> 4)]);
+                out.push(HEX_DIGITS[usize::from(byte & 0x0f)]);
+            }
+            copied = index + 1;
+        }
+        position = end;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Fields, LogEvent, Text};
 
     #[test]
-    fn matches_display_across_dates() {
+    fn strings_match_serde_json() {
+        let mut samples: Vec<String> = [
+            "",
+            "plain",
+            "exactly8",
+            "sixteen bytes ok",
+            "quote \" inside",
+            "back\\slash",
+            "tab\tnew\nline\rfeed\u{0c}bell\u{07}back\u{08}",
+            "\u{0}\u{1f} edges \u{7f} and \u{80}",
+            "é, ✓ and 🎉 are not escaped",
+            "\"\"\"\"\"\"\"\"\"",
+            "trailing control\u{01}",
+        ]
+        .iter()
+        .map(|text| text.to_string())
+        .collect();
+        // Every ASCII character at every offset of an eight-byte word.
+        for byte in 0u8..0x80 {
+            for offset in 0..9 {
+                let mut text = "x".repeat(offset);
+                text.push(char::from(byte));
+                text.push_str("yyyyyyyy");
+                samples.push(text);
+            }
+        }
+        for sample in samples {
+            let mut out = Vec::new();
+            push_string(&mut out, &sample);
+            let expected = serde_json::to_string(&sample).expect("serializes");
+            assert_eq!(
+                String::from_utf8(out).expect("utf-8"),
+                expected,
+                "{sample:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_are_decimal() {
+        for value in [0, 7, 10, 99, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+    }
+
+    fn formatted(timestamp: Timestamp) -> String {
+        let mut out = Vec::new();
+        FormattedTime::default().push(&mut out, timestamp);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn timestamps_match_display() {
         let samples = [
             "1970-01-01T00:00:00Z",
             "1999-12-31T23:59:59.999999Z",
@@ -69,33 +291,67 @@ mod tests {
             "2100-03-01T00:00:00.5Z",
             "0001-01-01T00:00:00Z",
             "9999-12-31T23:59:59.999999Z",
+            // UTC is a year earlier, so the general formatter writes it.
+            "0000-01-01T00:30:00+01:00",
         ];
         for sample in samples {
             let timestamp = Timestamp::parse(sample).expect("valid");
-            let mut buffer = [0u8; LEN];
-            let fast = write_rfc3339(timestamp, &mut buffer).expect("in range");
-            assert_eq!(fast, timestamp.to_string(), "{sample}");
+            assert_eq!(formatted(timestamp), format!("\"{timestamp}\""), "{sample}");
         }
-    }
-
-    #[test]
-    fn matches_display_for_many_instants() {
         // Steps of about 37 days and 1 µs short of a second cover every month, leap days
         // and sub-second digits.
         let mut micros: i64 = 0;
         for _ in 0..2_000 {
             let timestamp = Timestamp::from_unix_micros(micros).expect("in range");
-            let mut buffer = [0u8; LEN];
-            let fast = write_rfc3339(timestamp, &mut buffer).expect("in range");
-            assert_eq!(fast, timestamp.to_string());
+            assert_eq!(formatted(timestamp), format!("\"{timestamp}\""));
             micros += 3_214_567_999_999;
         }
     }
 
     #[test]
-    fn serializes_as_json_string() {
-        let timestamp = Timestamp::parse("2030-01-02T03:04:05.678901Z").expect("valid");
-        let json = serde_json::to_string(&Rfc3339(timestamp)).expect("serializes");
-        assert_eq!(json, "\"2030-01-02T03:04:05.678901Z\"");
+    fn reused_text_follows_the_timestamp() {
+        let mut time = FormattedTime::default();
+        let mut out = Vec::new();
+        for sample in [
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T00:00:00Z",
+            "2031-01-01T00:00:00Z",
+        ] {
+            time.push(&mut out, Timestamp::parse(sample).expect("valid"));
+        }
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "\"2030-01-01T00:00:00.000000Z\"\"2030-01-01T00:00:00.000000Z\"\
+             \"2031-01-01T00:00:00.000000Z\""
+        );
+    }
+
+    #[test]
+    fn record_has_every_field_in_order() {
+        let at = Timestamp::parse("2030-01-02T03:04:05.678901Z").expect("valid");
+        let event = LogEvent {
+            source: Text::from("api"),
+            level: Level::Warn,
+            message: Text::from("slow \"query\""),
+            fields: Fields::from_pairs(vec![
+                (Text::from("route"), Text::from("/x")),
+                (Text::from("a"), Text::from("1")),
+            ]),
+            timestamp: at,
+        };
+        let record = RecordRef {
+            event: &event,
+            received_at: at,
+            sequence: 7,
+        };
+        let mut out = Vec::new();
+        RecordWriter::default().write(&mut out, record);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "{\"source\":\"api\",\"level\":\"WARN\",\"message\":\"slow \\\"query\\\"\",\
+             \"fields\":{\"a\":\"1\",\"route\":\"/x\"},\
+             \"timestamp\":\"2030-01-02T03:04:05.678901Z\",\
+             \"received_at\":\"2030-01-02T03:04:05.678901Z\",\"sequence\":7}"
+        );
     }
 }

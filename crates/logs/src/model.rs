@@ -6,7 +6,7 @@ use std::ops::Deref;
 use bytestring::ByteString;
 use platform::Timestamp;
 use serde::de::{self, Deserializer, Unexpected};
-use serde::ser::{SerializeMap, SerializeStruct};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
@@ -293,6 +293,15 @@ impl Batch {
             })
     }
 
+    /// Event `index` with its enrichment; panics when `index` is out of range.
+    pub fn record(&self, index: usize) -> RecordRef<'_> {
+        RecordRef {
+            event: &self.events[index],
+            received_at: self.received_at,
+            sequence: self.first_sequence + index as u64,
+        }
+    }
+
     /// The number of events.
     pub fn len(&self) -> usize {
         self.events.len()
@@ -323,12 +332,6 @@ impl LogRecord {
     }
 }
 
-impl Serialize for LogRecord {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.as_ref().serialize(serializer)
-    }
-}
-
 /// A record that borrows its event from a batch or a stored record.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordRef<'a> {
@@ -345,20 +348,6 @@ impl RecordRef<'_> {
             received_at: self.received_at,
             sequence: self.sequence,
         }
-    }
-}
-
-impl Serialize for RecordRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("LogRecord", 7)?;
-        record.serialize_field("source", &self.event.source)?;
-        record.serialize_field("level", &self.event.level)?;
-        record.serialize_field("message", &self.event.message)?;
-        record.serialize_field("fields", &self.event.fields)?;
-        record.serialize_field("timestamp", &crate::format::Rfc3339(self.event.timestamp))?;
-        record.serialize_field("received_at", &crate::format::Rfc3339(self.received_at))?;
-        record.serialize_field("sequence", &self.sequence)?;
-        record.end()
     }
 }
 
@@ -437,32 +426,5 @@ mod tests {
         assert_eq!(elsewhere.as_str(), "api");
         assert_ne!(elsewhere.as_ptr(), part.as_ptr());
         assert_ne!(text.detached().as_ptr(), part.as_ptr());
-    }
-
-    #[test]
-    fn record_serializes_every_field() {
-        let at = Timestamp::parse("2030-01-02T03:04:05.678901Z").expect("valid");
-        let record = LogRecord {
-            event: LogEvent {
-                source: Text::from("api"),
-                level: Level::Warn,
-                message: Text::from("slow"),
-                fields: Fields::from_pairs(vec![(Text::from("route"), Text::from("/x"))]),
-                timestamp: at,
-            },
-            received_at: at,
-            sequence: 7,
-        };
-        let json = serde_json::to_value(&record).expect("serializes");
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "source": "api", "level": "WARN", "message": "slow",
-                "fields": {"route": "/x"},
-                "timestamp": "2030-01-02T03:04:05.678901Z",
-                "received_at": "2030-01-02T03:04:05.678901Z",
-                "sequence": 7
-            })
-        );
     }
 }

@@ -4,18 +4,22 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use platform::ApiError;
 use platform::extract::{Params, is_json_media_type, media_type, read_body};
 
-use crate::model::{Level, LogRecord, RecentQuery};
+use crate::model::{Level, RecentQuery};
 use crate::parse::BodyFormat;
 use crate::service::{Error, IngestSummary, Pipeline};
 use crate::store::StoreError;
 
 /// The NDJSON media type; `application/json` (or `+json`) selects JSON.
 const NDJSON: &str = "application/x-ndjson";
+/// The media type of every response body.
+const JSON: &str = "application/json";
 
 /// Builds the log pipeline's routes.
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
@@ -53,7 +57,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 async fn recent(
     State(pipeline): State<Arc<Pipeline>>,
     params: Params,
-) -> Result<axum::Json<Vec<LogRecord>>, ApiError> {
+) -> Result<Response, ApiError> {
     let capacity = pipeline.recent_capacity();
     let query = RecentQuery {
         source: params.text("source").map(str::to_string),
@@ -62,7 +66,8 @@ async fn recent(
         })?,
         limit: params.integer("limit", 1..=capacity)?.unwrap_or(capacity),
     };
-    Ok(axum::Json(pipeline.recent(&query).await?))
+    let json = pipeline.recent_json(&query).await?;
+    Ok(([(CONTENT_TYPE, JSON)], json).into_response())
 }
 
 impl From<Error> for ApiError {

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::delivery;
-use crate::model::{Level, LogRecord, RecentQuery};
+use crate::format::RecordWriter;
+use crate::model::{Level, RecentQuery};
 use crate::parse::{self, BodyFormat, InvalidInput};
 use crate::queue::{Queue, QueueFull};
 use crate::sink::Sink;
@@ -45,6 +46,11 @@ fn describe_full(full: &QueueFull) -> String {
         )
     }
 }
+
+/// Bytes reserved per record of a recent read, about the size of a small event.
+const RECORD_BYTES_GUESS: usize = 256;
+/// Records beyond this many grow the response buffer as they come.
+const RECENT_GUESS_CAP: usize = 1000;
 
 /// Counts returned by an ingest request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -140,9 +146,23 @@ impl Pipeline {
         })
     }
 
-    /// Reads the newest delivered events that pass the filters, oldest first.
-    pub async fn recent(&self, query: &RecentQuery) -> Result<Vec<LogRecord>, Error> {
-        Ok(self.store.recent(query).await?)
+    /// Reads the newest delivered events that pass the filters, oldest first, as the
+    /// JSON array `GET /logs/recent` returns.
+    pub async fn recent_json(&self, query: &RecentQuery) -> Result<Vec<u8>, Error> {
+        let mut json =
+            Vec::with_capacity(RECORD_BYTES_GUESS * query.limit.min(RECENT_GUESS_CAP) + 2);
+        let mut writer = RecordWriter::default();
+        json.push(b'[');
+        self.store
+            .recent(query, &mut |record| {
+                if json.len() > 1 {
+                    json.push(b',');
+                }
+                writer.write(&mut json, record);
+            })
+            .await?;
+        json.push(b']');
+        Ok(json)
     }
 
     /// Returns the default and maximum `limit` of recent reads.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use platform::{Backend, Timestamp};
 
 use crate::config::Settings;
-use crate::model::{LogRecord, RecentQuery};
+use crate::model::{RecentQuery, RecordRef};
 use crate::sink::Sink;
 
 pub use memory::MemoryStore;
@@ -27,9 +27,13 @@ pub enum StoreError {
 /// Delivered events, readable newest first. Implementations keep no domain rules.
 #[async_trait]
 pub trait LogStore: Sink {
-    /// The newest `query.limit` events that pass its filters, returned oldest first.
+    /// Hands `visit` the newest `query.limit` events that pass its filters, oldest first.
     /// Order: `received_at`, then the accepting instance's id, then `sequence`.
-    async fn recent(&self, query: &RecentQuery) -> Result<Vec<LogRecord>, StoreError>;
+    async fn recent(
+        &self,
+        query: &RecentQuery,
+        visit: &mut (dyn for<'r> FnMut(RecordRef<'r>) + Send),
+    ) -> Result<(), StoreError>;
 
     /// Deletes at most `limit` events received before `cutoff`, oldest first; returns
     /// how many it deleted.

@@ -1,4 +1,4 @@
-//! Events written to stdout (or any writer) as JSON lines, one write per delivery.
+//! Events written to stdout (or any writer) as JSON lines, in large writes.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -7,7 +7,14 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{Sink, SinkError};
+use crate::format::RecordWriter;
 use crate::model::Batch;
+
+/// Lines are handed to the writer once this many bytes are buffered, and at the end of
+/// each delivery.
+const WRITE_BYTES: usize = 1 << 20;
+/// A buffer grown past this by very long events is shrunk back after the delivery.
+const MAX_KEPT_BUFFER: usize = 4 * WRITE_BYTES;
 
 /// Writes each event as one JSON line. Serialization and the blocking write run on
 /// tokio's blocking pool, off the request path and off the async workers.
@@ -19,10 +26,12 @@ struct State {
     writer: Box<dyn Write + Send>,
     /// Reused between deliveries so that a steady stream allocates nothing.
     buffer: Vec<u8>,
+    records: RecordWriter,
 }
 
 impl StdoutSink {
-    /// Writes to the process's stdout, which Rust buffers by line and locks per write.
+    /// Writes to the process's stdout. Each delivery ends in a newline, so the line
+    /// buffer of stdout passes it on in whole writes.
     pub fn stdout() -> Self {
         Self::new(Box::new(std::io::stdout()))
     }
@@ -33,22 +42,32 @@ impl StdoutSink {
             state: Arc::new(Mutex::new(State {
                 writer,
                 buffer: Vec::new(),
+                records: RecordWriter::default(),
             })),
         }
     }
 }
 
 impl State {
-    /// Serializes every event of the delivery into the buffer, then writes it at once.
+    /// Writes every event of the delivery as JSON lines, in writes of about
+    /// `WRITE_BYTES`.
     fn write_batches(&mut self, batches: &[Arc<Batch>]) -> std::io::Result<()> {
         self.buffer.clear();
         for batch in batches {
             for record in batch.records() {
-                serde_json::to_writer(&mut self.buffer, &record)?;
+                self.records.write(&mut self.buffer, record);
                 self.buffer.push(b'\n');
+                if self.buffer.len() >= WRITE_BYTES {
+                    self.writer.write_all(&self.buffer)?;
+                    self.buffer.clear();
+                }
             }
         }
         self.writer.write_all(&self.buffer)?;
+        self.buffer.clear();
+        if self.buffer.capacity() > MAX_KEPT_BUFFER {
+            self.buffer.shrink_to(WRITE_BYTES);
+        }
         self.writer.flush()
     }
 }

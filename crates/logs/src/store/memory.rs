@@ -1,21 +1,71 @@
 //! The recent-events ring of memory mode: a fixed number of events, oldest dropped first.
+//!
+//! The ring keeps the delivered batches themselves, shared with the queue, instead of
+//! copies of their events. Only the newest `capacity` events count as kept, so all but
+//! the oldest kept batch are kept whole, and at most that one batch is held for events
+//! that no longer count.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use platform::Timestamp;
 
 use super::{LogStore, StoreError};
-use crate::model::{Batch, LogRecord, RecentQuery};
+use crate::model::{Batch, RecentQuery, RecordRef};
 use crate::sink::{Sink, SinkError};
 
 /// The newest `capacity` delivered events, in delivery order (which is sequence order).
 #[derive(Debug)]
 pub struct MemoryStore {
     capacity: usize,
-    ring: Mutex<VecDeque<LogRecord>>,
+    ring: RwLock<Ring>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// Oldest first; every segment keeps at least one event.
+    segments: VecDeque<Segment>,
+    /// Events kept by all segments together.
+    len: usize,
+}
+
+/// The events of one batch from `first` on.
+#[derive(Debug)]
+struct Segment {
+    batch: Arc<Batch>,
+    first: usize,
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        self.batch.len() - self.first
+    }
+}
+
+impl Ring {
+    /// Drops the oldest events until at most `keep` remain; returns the batches no
+    /// longer kept, so that the caller frees them outside the lock.
+    fn trim_to(&mut self, keep: usize) -> Vec<Arc<Batch>> {
+        let mut released = Vec::new();
+        while self.len > keep {
+            let excess = self.len - keep;
+            let Some(oldest) = self.segments.front_mut() else {
+                break;
+            };
+            if oldest.len() > excess {
+                oldest.first += excess;
+                self.len -= excess;
+            } else {
+                self.len -= oldest.len();
+                if let Some(segment) = self.segments.pop_front() {
+                    released.push(segment.batch);
+                }
+            }
+        }
+        released
+    }
 }
 
 impl MemoryStore {
@@ -23,7 +73,7 @@ impl MemoryStore {
     pub fn new(capacity: usize) -> Self {
         MemoryStore {
             capacity,
-            ring: Mutex::new(VecDeque::with_capacity(capacity)),
+            ring: RwLock::new(Ring::default()),
         }
     }
 }
@@ -35,39 +85,55 @@ impl Sink for MemoryStore {
     }
 
     async fn write(&self, batches: &[Arc<Batch>]) -> Result<(), SinkError> {
-        // Only the last `capacity` events of a delivery can survive it, so only they are
-        // copied, outside the lock and detached from the request bodies.
+        // Batches that the newer ones of the same delivery push out whole are skipped.
         let total: usize = batches.iter().map(|batch| batch.len()).sum();
-        let skip = total.saturating_sub(self.capacity);
-        let records: Vec<LogRecord> = batches
-            .iter()
-            .flat_map(|batch| batch.records())
-            .skip(skip)
-            .map(|record| record.detached())
-            .collect();
-
-        let mut ring = self.ring.lock();
-        let overflow = (ring.len() + records.len()).saturating_sub(self.capacity);
-        ring.drain(..overflow);
-        ring.extend(records);
+        let mut skip = total.saturating_sub(self.capacity);
+        let released = {
+            let mut guard = self.ring.write();
+            let ring = &mut *guard;
+            for batch in batches {
+                if batch.len() <= skip {
+                    skip -= batch.len();
+                    continue;
+                }
+                ring.segments.push_back(Segment {
+                    batch: batch.clone(),
+                    first: skip,
+                });
+                ring.len += batch.len() - skip;
+                skip = 0;
+            }
+            ring.trim_to(self.capacity)
+        };
+        drop(released);
         Ok(())
     }
 }
 
 #[async_trait]
 impl LogStore for MemoryStore {
-    async fn recent(&self, query: &RecentQuery) -> Result<Vec<LogRecord>, StoreError> {
-        let ring = self.ring.lock();
-        let mut newest: Vec<LogRecord> = ring
-            .iter()
-            .rev()
-            .filter(|record| query.matches(&record.event))
-            .take(query.limit)
-            .cloned()
-            .collect();
-        drop(ring);
-        newest.reverse();
-        Ok(newest)
+    async fn recent(
+        &self,
+        query: &RecentQuery,
+        visit: &mut (dyn for<'r> FnMut(RecordRef<'r>) + Send),
+    ) -> Result<(), StoreError> {
+        // Readers share the lock and copy nothing; the ring sink waits for them briefly.
+        let ring = self.ring.read();
+        let mut newest: Vec<(usize, usize)> = Vec::with_capacity(query.limit.min(ring.len));
+        'segments: for (position, segment) in ring.segments.iter().enumerate().rev() {
+            for index in (segment.first..segment.batch.len()).rev() {
+                if newest.len() == query.limit {
+                    break 'segments;
+                }
+                if query.matches(&segment.batch.events[index]) {
+                    newest.push((position, index));
+                }
+            }
+        }
+        for &(position, index) in newest.iter().rev() {
+            visit(ring.segments[position].batch.record(index));
+        }
+        Ok(())
     }
 
     async fn delete_received_before(
@@ -75,14 +141,32 @@ impl LogStore for MemoryStore {
         cutoff: Timestamp,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        let mut ring = self.ring.lock();
-        let expired = ring
-            .iter()
-            .take(limit)
-            .take_while(|record| record.received_at < cutoff)
-            .count();
-        ring.drain(..expired);
-        Ok(expired as u64)
+        let mut deleted = 0;
+        let released = {
+            let mut guard = self.ring.write();
+            let ring = &mut *guard;
+            let mut released = Vec::new();
+            while deleted < limit {
+                let Some(oldest) = ring.segments.front_mut() else {
+                    break;
+                };
+                if oldest.batch.received_at >= cutoff {
+                    break;
+                }
+                let count = oldest.len().min(limit - deleted);
+                deleted += count;
+                oldest.first += count;
+                ring.len -= count;
+                if oldest.len() == 0
+                    && let Some(segment) = ring.segments.pop_front()
+                {
+                    released.push(segment.batch);
+                }
+            }
+            released
+        };
+        drop(released);
+        Ok(deleted as u64)
     }
 }
 
@@ -118,8 +202,13 @@ mod tests {
         }
     }
 
-    fn sequences(records: &[LogRecord]) -> Vec<u64> {
-        records.iter().map(|record| record.sequence).collect()
+    async fn sequences(store: &MemoryStore, query: &RecentQuery) -> Vec<u64> {
+        let mut sequences = Vec::new();
+        store
+            .recent(query, &mut |record| sequences.push(record.sequence))
+            .await
+            .expect("read");
+        sequences
     }
 
     #[tokio::test]
@@ -136,8 +225,34 @@ mod tests {
             ])
             .await
             .expect("written");
-        let all = store.recent(&query(10)).await.expect("read");
-        assert_eq!(sequences(&all), vec![6, 7, 8]);
+        assert_eq!(sequences(&store, &query(10)).await, vec![6, 7, 8]);
+        assert_eq!(sequences(&store, &query(2)).await, vec![7, 8]);
+        assert_eq!(
+            store.ring.read().segments.len(),
+            1,
+            "older batches are released"
+        );
+    }
+
+    #[tokio::test]
+    async fn ring_shares_the_delivered_batches() {
+        let store = MemoryStore::new(3);
+        let delivered = batch(1, &[Level::Info; 5], 1);
+        store
+            .write(std::slice::from_ref(&delivered))
+            .await
+            .expect("written");
+        assert_eq!(Arc::strong_count(&delivered), 2);
+        assert_eq!(sequences(&store, &query(10)).await, vec![3, 4, 5]);
+        store
+            .write(&[batch(6, &[Level::Info; 3], 2)])
+            .await
+            .expect("written");
+        assert_eq!(
+            Arc::strong_count(&delivered),
+            1,
+            "a batch no longer kept is let go"
+        );
     }
 
     #[tokio::test]
@@ -153,15 +268,13 @@ mod tests {
             min_level: Some(Warn),
             ..query(2)
         };
-        let records = store.recent(&warn_or_above).await.expect("read");
-        assert_eq!(sequences(&records), vec![4, 5]);
+        assert_eq!(sequences(&store, &warn_or_above).await, vec![4, 5]);
 
         let db_only = RecentQuery {
             source: Some("db".into()),
             ..query(10)
         };
-        let records = store.recent(&db_only).await.expect("read");
-        assert_eq!(sequences(&records), vec![2, 5]);
+        assert_eq!(sequences(&store, &db_only).await, vec![2, 5]);
     }
 
     #[tokio::test]
@@ -187,9 +300,6 @@ mod tests {
             store.delete_received_before(cutoff, 2).await.expect("ok"),
             0
         );
-        assert_eq!(
-            sequences(&store.recent(&query(10)).await.expect("read")),
-            vec![4, 5]
-        );
+        assert_eq!(sequences(&store, &query(10)).await, vec![4, 5]);
     }
 }

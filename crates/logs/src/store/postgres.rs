@@ -11,7 +11,7 @@ use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{LogStore, StoreError};
-use crate::model::{Batch, Fields, Level, LogEvent, LogRecord, RecentQuery, Text};
+use crate::model::{Batch, Fields, Level, LogEvent, LogRecord, RecentQuery, RecordRef, Text};
 use crate::sink::{Sink, SinkError};
 
 /// Events in Postgres; every replica writes and reads the same table.
@@ -146,7 +146,11 @@ impl TryFrom<EventRow> for LogRecord {
 
 #[async_trait]
 impl LogStore for PostgresStore {
-    async fn recent(&self, query: &RecentQuery) -> Result<Vec<LogRecord>, StoreError> {
+    async fn recent(
+        &self,
+        query: &RecentQuery,
+        visit: &mut (dyn for<'r> FnMut(RecordRef<'r>) + Send),
+    ) -> Result<(), StoreError> {
         let mut sql = QueryBuilder::<Postgres>::new(
             "SELECT source, severity, message, fields, event_time, received_at, sequence \
              FROM logs.events WHERE TRUE",
@@ -162,12 +166,14 @@ impl LogStore for PostgresStore {
             .push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
 
         let rows: Vec<EventRow> = sql.build_query_as().fetch_all(&self.pool).await?;
-        let mut records = rows
+        let records = rows
             .into_iter()
             .map(LogRecord::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        records.reverse();
-        Ok(records)
+        for record in records.iter().rev() {
+            visit(record.as_ref());
+        }
+        Ok(())
     }
 
     async fn delete_received_before(
