@@ -18,6 +18,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 use serde::de::IgnoredAny;
 
+/// The services' allocator, so that the comparison measures their work, not the allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_ADDRESS: &str = "127.0.0.1:8099";
 /// Maximum body size in bytes, the same as the services' default `PERIPHERALS_MAX_BODY`.
 const MAX_BODY: usize = 1024 * 1024;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::{Figment, Metadata, Source};
+use figment::{Figment, Metadata, Provider, Source};
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 
@@ -183,6 +183,7 @@ pub fn telemetry_settings() -> Result<TelemetrySettings, ConfigError> {
 pub struct Loader {
     figment: Figment,
     spec: SourceSpec,
+    file: Option<PathBuf>,
 }
 
 impl Loader {
@@ -191,9 +192,10 @@ impl Loader {
         let default_addr = SocketAddr::from(([0, 0, 0, 0], spec.default_port)).to_string();
         let mut figment = Figment::new().merge(Serialized::default("http_addr", default_addr));
 
-        if let Some(path) = config_file()? {
-            let section = Figment::from(Toml::file(&path)).focus(spec.section);
-            figment = figment.merge(Toml::file(&path)).merge(section);
+        let file = config_file()?;
+        if let Some(path) = &file {
+            let section = Figment::from(Toml::file(path)).focus(spec.section);
+            figment = figment.merge(Toml::file(path)).merge(section);
         }
 
         let excluded = spec.excluded_prefixes;
@@ -208,7 +210,11 @@ impl Loader {
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(own);
 
-        Ok(Loader { figment, spec })
+        Ok(Loader {
+            figment,
+            spec,
+            file,
+        })
     }
 
     /// Builds a loader over explicit values, for tests; no file or environment is read.
@@ -220,7 +226,11 @@ impl Loader {
                 value.parse().unwrap_or_else(|never| match never {});
             figment = figment.merge(Serialized::default(key, parsed));
         }
-        Loader { figment, spec }
+        Loader {
+            figment,
+            spec,
+            file: None,
+        }
     }
 
     /// Returns the sources this loader reads.
@@ -252,6 +262,17 @@ impl Loader {
         self.figment.extract().map_err(describe)
     }
 
+    /// Lists settings that no settings type reads: variables under this service's
+    /// prefix, keys of its TOML table, and scalar keys at the top of the TOML file.
+    /// Top-level tables are taken as other services' sections and not checked.
+    pub fn unknown_settings(&self, known_fields: &[&str]) -> Vec<String> {
+        let mut unknown = self.unknown_variables(known_fields);
+        if let Some(path) = &self.file {
+            unknown.extend(unknown_file_keys(path, self.spec.section, known_fields));
+        }
+        unknown
+    }
+
     /// Lists variables under this service's prefix that no settings type reads.
     pub fn unknown_variables(&self, known_fields: &[&str]) -> Vec<String> {
         let prefix = self.spec.prefix;
@@ -271,6 +292,49 @@ impl Loader {
             })
             .collect()
     }
+}
+
+/// Lists keys of the TOML file that no settings type reads, named as `file: key`.
+fn unknown_file_keys(path: &Path, section: &str, known_fields: &[&str]) -> Vec<String> {
+    let Ok(data) = Toml::file(path).data() else {
+        // A file that does not parse is reported by extraction, with the parse error.
+        return Vec::new();
+    };
+    let Some(root) = data.get(&figment::Profile::Default) else {
+        return Vec::new();
+    };
+    let shared = field_names::<TelemetrySettings>();
+    let mut unknown = Vec::new();
+
+    for (key, value) in root {
+        match value {
+            figment::value::Value::Dict(_, table) if key == section => {
+                let stray = table
+                    .keys()
+                    .filter(|name| !known_fields.contains(&name.as_str()))
+                    .map(|name| format!("{}: [{section}] {name}", path.display()));
+                unknown.extend(stray);
+            }
+            figment::value::Value::Dict(..) => {}
+            _ if known_fields.contains(&key.as_str()) || shared.contains(&key.as_str()) => {}
+            _ => unknown.push(format!("{}: {key}", path.display())),
+        }
+    }
+    unknown
+}
+
+/// Lists `PERIPHERALS_*` variables that no shared setting reads.
+pub fn unknown_shared_variables() -> Vec<String> {
+    let common = field_names::<CommonSettings>();
+    let telemetry = field_names::<TelemetrySettings>();
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| starts_with_ignore_case(name, SHARED_PREFIX))
+        .filter(|name| {
+            let key = name[SHARED_PREFIX.len()..].to_ascii_lowercase();
+            key != "config" && !common.contains(&key.as_str()) && !telemetry.contains(&key.as_str())
+        })
+        .collect()
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
@@ -323,6 +387,9 @@ fn origin_of(error: &figment::Error) -> String {
     let Some(metadata) = &error.metadata else {
         return key;
     };
+    if let (true, Some(Source::File(path))) = (key.is_empty(), &metadata.source) {
+        return format!("the file {}", path.display());
+    }
     if metadata.name.contains("environment variable") {
         return format!(
             "{}{}",
@@ -652,6 +719,66 @@ mod tests {
             let demo: Demo = loader.extract().expect("valid");
             assert_eq!(demo.retention, Duration::from_secs(600));
             assert_eq!(loader.common().expect("valid").max_body, 100);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_listed() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "peripherals.toml",
+                "max_body = 100\nstoer = \"postgres\"\n[demo]\nretention = \"5m\"\nretentoin = \"1m\"\n[other]\nanything = 1\n",
+            )?;
+            jail.set_env(CONFIG_FILE_VARIABLE, "peripherals.toml");
+            let loader = Loader::new(SPEC).expect("file exists");
+            let mut known = field_names::<CommonSettings>().to_vec();
+            known.extend_from_slice(field_names::<Demo>());
+            let unknown = loader.unknown_settings(&known);
+            assert_eq!(unknown.len(), 2, "{unknown:?}");
+            assert!(
+                unknown[0].ends_with(": stoer") || unknown[1].ends_with(": stoer"),
+                "{unknown:?}"
+            );
+            assert!(
+                unknown.iter().any(|key| key.ends_with("[demo] retentoin")),
+                "{unknown:?}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn toml_syntax_error_names_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("broken.toml", "store = \n")?;
+            jail.set_env(CONFIG_FILE_VARIABLE, "broken.toml");
+            let error = Loader::new(SPEC)
+                .expect("file exists")
+                .common()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("the file"), "{error}");
+            assert!(error.contains("broken.toml"), "{error}");
+            assert!(!error.contains("key ``"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_shared_variables_are_listed() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PERIPHERALS_STOER", "postgres");
+            jail.set_env("PERIPHERALS_LOG_FORMAT", "json");
+            let unknown = unknown_shared_variables();
+            assert!(
+                unknown.contains(&"PERIPHERALS_STOER".to_string()),
+                "{unknown:?}"
+            );
+            assert!(
+                !unknown.contains(&"PERIPHERALS_LOG_FORMAT".to_string()),
+                "{unknown:?}"
+            );
             Ok(())
         });
     }

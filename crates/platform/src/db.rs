@@ -40,6 +40,14 @@ pub enum DbStartError {
         #[source]
         source: sqlx::Error,
     },
+    /// Postgres answered with an error that retrying cannot fix (no such database, bad
+    /// credentials).
+    #[error("Postgres at {target} rejected the connection: {reason}; {hint}")]
+    Rejected {
+        target: String,
+        reason: String,
+        hint: &'static str,
+    },
     /// A migration failed.
     #[error(
         "applying migrations failed; fix the database or start with PERIPHERALS_MIGRATE=false if it is migrated separately"
@@ -102,6 +110,9 @@ pub async fn prepare(
     for attempt in 1..=ATTEMPTS {
         match sqlx::query("SELECT 1").execute(pool).await {
             Ok(_) => break,
+            Err(error) if permanent_hint(&error).is_some() => {
+                return Err(rejected(target, &error));
+            }
             Err(error) if attempt == ATTEMPTS => {
                 return Err(DbStartError::Connect {
                     target,
@@ -121,6 +132,30 @@ pub async fn prepare(
         run_migrations(pool).await?;
     }
     Ok(())
+}
+
+/// Advice for connection errors that no retry can fix, by SQLSTATE.
+fn permanent_hint(error: &sqlx::Error) -> Option<&'static str> {
+    match sqlstate(error)?.as_str() {
+        "3D000" => Some(
+            "create the database (for example `createdb -h HOST -U USER NAME`) or point DATABASE_URL at one that exists",
+        ),
+        "28P01" | "28000" => Some("check the user and password in DATABASE_URL"),
+        "42501" => Some("grant the user CONNECT and CREATE on the database, or use another user"),
+        _ => None,
+    }
+}
+
+fn rejected(target: String, error: &sqlx::Error) -> DbStartError {
+    let reason = match error {
+        sqlx::Error::Database(database) => database.message().to_string(),
+        other => other.to_string(),
+    };
+    DbStartError::Rejected {
+        target,
+        reason,
+        hint: permanent_hint(error).unwrap_or("check DATABASE_URL"),
+    }
 }
 
 /// Applies pending migrations.

@@ -84,6 +84,10 @@ pub fn is_json_media_type(kind: &str) -> bool {
 }
 
 /// Deserializes JSON bytes, naming the path of a wrongly typed value.
+///
+/// Valid input is parsed once without path tracking; only input that fails is parsed
+/// again with `serde_path_to_error` to name the field, because tracking costs on every
+/// value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let starts_array = bytes
         .iter()
@@ -93,11 +97,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Err(not_an_object(""));
     }
 
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(error) => Err(locate_json_error::<T>(bytes, &error)),
+    }
+}
+
+/// Parses failing input again with path tracking to build the client error.
+fn locate_json_error<T: DeserializeOwned>(bytes: &[u8], first: &serde_json::Error) -> ApiError {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| json_error(error, ""))?;
-    deserializer.end().map_err(|error| syntax_error(&error))?;
-    Ok(value)
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(error) => json_error(error, ""),
+        // Only trailing input can fail the plain parse and pass this one.
+        Ok(_) => match deserializer.end() {
+            Err(error) => syntax_error(&error),
+            Ok(()) => syntax_error(first),
+        },
+    }
 }
 
 /// Deserializes an already parsed value; `prefix` is prepended to error paths
@@ -109,7 +125,13 @@ pub fn from_value<T: DeserializeOwned>(
     if value.is_array() && expects_struct::<T>() {
         return Err(not_an_object(prefix));
     }
-    serde_path_to_error::deserialize(value).map_err(|error| json_error(error, prefix))
+    match T::deserialize(&value) {
+        Ok(parsed) => Ok(parsed),
+        Err(_) => match serde_path_to_error::deserialize::<_, T>(value) {
+            Err(error) => Err(json_error(error, prefix)),
+            Ok(parsed) => Ok(parsed),
+        },
+    }
 }
 
 fn json_error(error: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
@@ -175,9 +197,35 @@ fn describe_data_error(field: &str, error: &serde_json::Error) -> String {
         return format!("{subject} is invalid: {text}");
     };
     format!(
-        "{subject} must be {}, not {found}",
-        friendly_expectation(expected)
+        "{subject} must be {}, not {}",
+        friendly_expectation(expected),
+        friendly_found(found)
     )
+}
+
+/// Rewords serde's description of a JSON value (`sequence`, ``integer `42` ``) in JSON
+/// terms (`an array`, `the number 42`).
+pub fn friendly_found(found: &str) -> String {
+    let literal = |prefix: &str| {
+        found
+            .strip_prefix(prefix)
+            .map(|rest| rest.trim_matches('`').to_string())
+    };
+    if let Some(number) = literal("integer ").or_else(|| literal("floating point ")) {
+        return format!("the number {number}");
+    }
+    if let Some(flag) = literal("boolean ") {
+        return flag;
+    }
+    if let Some(text) = found.strip_prefix("string ") {
+        return format!("the string {text}");
+    }
+    match found {
+        "sequence" => "an array".to_string(),
+        "map" => "an object".to_string(),
+        "unit value" | "null" => "null".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Rewords serde's type names (`f64`, `u32`, `a map`) as a client would say them.
@@ -286,8 +334,20 @@ mod tests {
         assert_eq!(error.field(), Some("value"));
         assert_eq!(
             error.message(),
-            "value must be a number, not string \"high\""
+            "value must be a number, not the string \"high\""
         );
+    }
+
+    #[test]
+    fn found_values_use_json_words() {
+        assert_eq!(friendly_found("sequence"), "an array");
+        assert_eq!(friendly_found("map"), "an object");
+        assert_eq!(friendly_found("integer `42`"), "the number 42");
+        assert_eq!(friendly_found("floating point `1.5`"), "the number 1.5");
+        assert_eq!(friendly_found("boolean `true`"), "true");
+        assert_eq!(friendly_found("string \"x\""), "the string \"x\"");
+        let error = parse_json::<Sample>(br#"{"labels": [1]}"#).unwrap_err();
+        assert_eq!(error.message(), "labels must be an object, not an array");
     }
 
     #[test]

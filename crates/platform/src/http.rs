@@ -89,8 +89,7 @@ pub fn app(routes: Router, readiness: Readiness, limits: HttpLimits) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn_with_state(limits, enforce_limits))
+        .layer(middleware::from_fn_with_state(limits, guard_request))
         .layer(RequestBodyLimitLayer::new(limits.max_body));
 
     routes.merge(health).fallback(route_not_found).layer(layers)
@@ -143,40 +142,41 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
     ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
 }
 
-/// Applies the request timeout and records the body limit for error messages.
-async fn enforce_limits(
+/// Applies the request timeout, records the body limit for error messages, and gives a
+/// JSON body to error responses that axum or tower-http made without one (404, 405, 413).
+/// One middleware does all three because each layer costs an allocation per request.
+async fn guard_request(
     State(limits): State<HttpLimits>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    request.extensions_mut().insert(BodyLimit(limits.max_body));
-    let started = Instant::now();
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::unavailable(
-            format!(
-                "the request did not finish within {} ms",
-                started.elapsed().as_millis()
-            ),
-            1,
-        )
-        .into_response(),
-    }
-}
-
-/// Gives a JSON body to error responses that axum or tower-http made without one.
-async fn json_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0);
-    let response = next.run(request).await;
+    let uri = request.uri().clone();
+    request.extensions_mut().insert(BodyLimit(limits.max_body));
+
+    let started = Instant::now();
+    let response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let elapsed_ms = started.elapsed().as_millis();
+            return ApiError::unavailable(
+                format!("the request did not finish within {elapsed_ms} ms"),
+                1,
+            )
+            .into_response();
+        }
+    };
 
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
     }
+    json_error_body(response, &method, uri.path(), limits.max_body)
+}
 
+fn json_error_body(response: Response, method: &Method, path: &str, limit: usize) -> Response {
     let (mut parts, _) = response.into_parts();
+    let status = parts.status;
     let error = match status {
         // axum adds the Allow header after this middleware has run, so it cannot be quoted.
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
@@ -185,7 +185,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
                 "method {method} is not allowed on {path}; the Allow header lists the methods that are"
             ),
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(limit),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(Some(limit)),
         StatusCode::NOT_FOUND => ApiError::not_found(format!("no route for {method} {path}")),
         other => ApiError::new(other, other.canonical_reason().unwrap_or("request failed")),
     };

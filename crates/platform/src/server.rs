@@ -185,6 +185,10 @@ pub async fn run(defs: &[ServiceDef]) -> ExitCode {
         return ExitCode::from(2);
     }
 
+    for variable in config::unknown_shared_variables() {
+        tracing::warn!(%variable, "unknown setting ignored; check its spelling");
+    }
+
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
@@ -261,8 +265,8 @@ async fn start(def: &ServiceDef, shutdown: CancellationToken) -> Result<Running,
         known_fields: known_fields.clone(),
     };
     let service = (def.build)(context).await?;
-    for variable in settings.unknown_variables(&known_fields.lock()) {
-        tracing::warn!(service = def.name, %variable, "unknown setting ignored; check its spelling");
+    for setting in settings.unknown_settings(&known_fields.lock()) {
+        tracing::warn!(service = def.name, %setting, "unknown setting ignored; check its spelling");
     }
 
     let readiness = match &backend {

@@ -9,12 +9,18 @@ use tracing_subscriber::filter::LevelFilter;
 
 use crate::config::LogFormat;
 
+/// Default directive that keeps Postgres notices below warn out of the log.
+const QUIET_NOTICES: &str = "sqlx::postgres::notice=warn";
+
 /// Failure to set up tracing.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     /// `RUST_LOG` is not a valid filter.
     #[error("invalid value for RUST_LOG: {0}; expected a filter such as info or info,sqlx=warn")]
     Filter(#[source] tracing_subscriber::filter::FromEnvError),
+    /// A built-in filter directive does not parse.
+    #[error("invalid built-in log directive")]
+    Directive(#[source] tracing_subscriber::filter::ParseError),
     /// A global subscriber was installed already.
     #[error("tracing is already initialised")]
     AlreadySet,
@@ -26,6 +32,12 @@ pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
         .with_default_directive(LevelFilter::INFO.into())
         .from_env()
         .map_err(TelemetryError::Filter)?;
+    // Postgres notices such as "relation _sqlx_migrations already exists, skipping" come
+    // at info level on every start; without RUST_LOG they are shown only from warn up.
+    let filter = match std::env::var_os("RUST_LOG") {
+        Some(_) => filter,
+        None => filter.add_directive(QUIET_NOTICES.parse().map_err(TelemetryError::Directive)?),
+    };
 
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -75,8 +75,52 @@ impl Timestamp {
     }
 }
 
+/// Length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+const RFC3339_LEN: usize = 27;
+
+impl Timestamp {
+    /// Writes the RFC 3339 form into `buffer` digit by digit. Every response carries
+    /// timestamps, and the general formatter costs several times more. Returns `None`
+    /// for years outside 0000–9999, which the general formatter handles.
+    fn write_rfc3339(self, buffer: &mut [u8; RFC3339_LEN]) -> Option<&str> {
+        let (year, month, day) = self.0.to_calendar_date();
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let (hour, minute, second, micros) = self.0.to_hms_micro();
+
+        put_digits(&mut buffer[0..4], year.unsigned_abs());
+        buffer[4] = b'-';
+        put_digits(&mut buffer[5..7], u32::from(u8::from(month)));
+        buffer[7] = b'-';
+        put_digits(&mut buffer[8..10], u32::from(day));
+        buffer[10] = b'T';
+        put_digits(&mut buffer[11..13], u32::from(hour));
+        buffer[13] = b':';
+        put_digits(&mut buffer[14..16], u32::from(minute));
+        buffer[16] = b':';
+        put_digits(&mut buffer[17..19], u32::from(second));
+        buffer[19] = b'.';
+        put_digits(&mut buffer[20..26], micros);
+        buffer[26] = b'Z';
+        std::str::from_utf8(buffer).ok()
+    }
+}
+
+/// Writes `value` as decimal digits filling `out`, zero-padded on the left.
+fn put_digits(out: &mut [u8], mut value: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buffer = [0u8; RFC3339_LEN];
+        if let Some(text) = self.write_rfc3339(&mut buffer) {
+            return f.write_str(text);
+        }
         let format = format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
         );
@@ -95,7 +139,11 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let mut buffer = [0u8; RFC3339_LEN];
+        match self.write_rfc3339(&mut buffer) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -187,6 +235,30 @@ mod tests {
     fn whole_seconds_keep_six_digits() {
         let ts = Timestamp::parse("2024-05-01T12:00:00Z").expect("valid");
         assert_eq!(ts.to_string(), "2024-05-01T12:00:00.000000Z");
+    }
+
+    #[test]
+    fn fast_format_matches_general_formatter() {
+        let general = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
+        let samples = [
+            "1970-01-01T00:00:00Z",
+            "1999-12-31T23:59:59.999999Z",
+            "2000-02-29T12:00:00.000001Z",
+            "2024-05-01T14:00:00.123456+02:00",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+        ];
+        for sample in samples {
+            let ts = Timestamp::parse(sample).expect("valid");
+            let expected = ts.as_datetime().format(general).expect("formats");
+            assert_eq!(ts.to_string(), expected, "{sample}");
+            assert_eq!(
+                serde_json::to_string(&ts).expect("json"),
+                format!("\"{expected}\"")
+            );
+        }
     }
 
     #[test]
