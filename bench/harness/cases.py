@@ -322,10 +322,13 @@ PG_CEILINGS = {
             units=10,
             prefill_sql=(
                 "INSERT INTO messaging.messages (message_id, topic, tenant_id, project_id, "
-                "message_key, priority, published_at, attributes, payload, visible_at) "
+                "message_key, priority, published_at, attributes, payload, visible_at, "
+                "topic_key, tenant_key, project_key) "
                 f"SELECT bench.uuid_v7(), '{TOPIC}', 'tenant-' || (i % 10), 'project-1', '', "
                 "1, statement_timestamp(), '{\"kind\":\"event\"}', "
-                "decode(repeat('ab', 256), 'hex'), statement_timestamp() "
+                "decode(repeat('ab', 256), 'hex'), statement_timestamp(), "
+                f"bench.messaging_key('{TOPIC}'), bench.messaging_key('tenant-' || (i % 10)), "
+                "bench.messaging_key('project-1') "
                 "FROM generate_series(1, 50000) AS i; ANALYZE messaging.messages;"
             ),
         ),

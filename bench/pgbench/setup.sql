@@ -12,5 +12,12 @@ LANGUAGE sql VOLATILE AS $$
           || '8' || substr(md5(random()::text), 1, 15))::uuid
 $$;
 
+-- The index key the messaging service stores beside a topic, tenant or project name:
+-- the first eight bytes of the name's SHA-256 digest, as a signed integer.
+CREATE OR REPLACE FUNCTION bench.messaging_key(name text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT ('x' || encode(substr(sha256(convert_to(name, 'UTF8')), 1, 8), 'hex'))::bit(64)::bigint
+$$;
+
 -- Sequence numbers of the log events the log sink ceiling inserts.
 CREATE SEQUENCE IF NOT EXISTS bench.log_sequence;

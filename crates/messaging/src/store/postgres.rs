@@ -1,6 +1,7 @@
 //! Messages in the `messaging` schema; any number of replicas may share it.
 
 mod announce;
+mod copy;
 mod rows;
 mod sql;
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use platform::Timestamp;
+use sqlx::postgres::PgPoolCopyExt;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +24,7 @@ use crate::model::{
 };
 use crate::wakeup::Wakeups;
 use announce::Announcer;
-use rows::{Columns, counts_from_row, delivery_from_row};
+use rows::{Columns, counts_from_row, delivery_from_row, key_of};
 
 /// How often a keyed publish retries when its key record vanished between the insert and
 /// the read of the original (a sweep removed it just then).
@@ -57,10 +59,11 @@ fn exhaustion_limit(policy: Option<&DeadLetterPolicy>) -> i32 {
     })
 }
 
-/// Returns the dead-letter topic name to bind. A dead-letter topic binds its own name,
-/// which the statements never use because no message reaches the limit.
-fn dead_letter_name<'a>(topic: &'a Topic, policy: Option<&'a DeadLetterPolicy>) -> &'a str {
-    policy.map_or(topic.as_str(), |policy| policy.topic.as_str())
+/// Returns the dead-letter topic name to bind, and its key. A dead-letter topic binds its
+/// own name, which the statements never use because no message reaches the limit.
+fn dead_letter_name<'a>(topic: &'a Topic, policy: Option<&'a DeadLetterPolicy>) -> (&'a str, i64) {
+    let name = policy.map_or(topic.as_str(), |policy| policy.topic.as_str());
+    (name, key_of(name))
 }
 
 impl PostgresStore {
@@ -82,15 +85,19 @@ impl PostgresStore {
                 .bind(Json(&message.attributes))
                 .bind(&message.payload)
                 .bind(single.visible_at)
+                .bind(key_of(topic.as_str()))
+                .bind(key_of(&message.tenant_id))
+                .bind(key_of(&message.project_id))
                 .execute(&self.pool)
                 .await?;
             return Ok(());
         }
-        let columns = Columns::of(topic, messages);
-        columns
-            .bind(sqlx::query(sql::INSERT_MANY))
-            .execute(&self.pool)
-            .await?;
+        // Encoded before a connection is taken, so the connection is held only while
+        // Postgres works.
+        let data = copy::encode(topic, messages);
+        let mut copy_in = self.pool.copy_in_raw(sql::COPY_MESSAGES).await?;
+        copy_in.send(data).await?;
+        copy_in.finish().await?;
         Ok(())
     }
 
@@ -169,6 +176,7 @@ impl MessageStore for PostgresStore {
 
     async fn claim(&self, claim: &Claim) -> Result<Claimed, StoreError> {
         let policy = claim.dead_letter.as_ref();
+        let (dead_letter, dead_letter_key) = dead_letter_name(&claim.topic, policy);
         let statement = match (&claim.tenant_id, &claim.project_id) {
             (None, None) => sql::CLAIM,
             (Some(_), None) => sql::CLAIM_TENANT,
@@ -182,14 +190,16 @@ impl MessageStore for PostgresStore {
             .bind(claim.lease_until)
             .bind(exhaustion_limit(policy))
             .bind(&claim.ack_ids)
-            .bind(dead_letter_name(&claim.topic, policy))
+            .bind(dead_letter)
             .bind(SOURCE_TOPIC_ATTRIBUTE)
-            .bind(DELIVERY_ATTEMPTS_ATTRIBUTE);
+            .bind(DELIVERY_ATTEMPTS_ATTRIBUTE)
+            .bind(key_of(claim.topic.as_str()))
+            .bind(dead_letter_key);
         if let Some(tenant_id) = &claim.tenant_id {
-            query = query.bind(tenant_id);
+            query = query.bind(key_of(tenant_id)).bind(tenant_id);
         }
         if let Some(project_id) = &claim.project_id {
-            query = query.bind(project_id);
+            query = query.bind(key_of(project_id)).bind(project_id);
         }
 
         let rows = query.fetch_all(&self.pool).await?;
@@ -198,7 +208,9 @@ impl MessageStore for PostgresStore {
             if row.try_get::<bool, _>("dead_lettered")? {
                 claimed.dead_lettered += 1;
             } else {
-                claimed.deliveries.push(delivery_from_row(&row)?);
+                claimed
+                    .deliveries
+                    .push(delivery_from_row(&claim.topic, &row)?);
             }
         }
         Ok(claimed)
@@ -243,6 +255,7 @@ impl MessageStore for PostgresStore {
         release: &Release,
     ) -> Result<Settled, StoreError> {
         let policy = release.dead_letter.as_ref();
+        let (dead_letter, dead_letter_key) = dead_letter_name(topic, policy);
         let dead: Option<bool> = sqlx::query_scalar(sql::NACK)
             .bind(message_id)
             .bind(topic.as_str())
@@ -250,9 +263,10 @@ impl MessageStore for PostgresStore {
             .bind(release.now)
             .bind(exhaustion_limit(policy))
             .bind(release.visible_at)
-            .bind(dead_letter_name(topic, policy))
+            .bind(dead_letter)
             .bind(SOURCE_TOPIC_ATTRIBUTE)
             .bind(DELIVERY_ATTEMPTS_ATTRIBUTE)
+            .bind(dead_letter_key)
             .fetch_optional(&self.pool)
             .await?;
         match dead {
@@ -287,6 +301,7 @@ impl MessageStore for PostgresStore {
         let row = sqlx::query(sql::COUNTS)
             .bind(topic.as_str())
             .bind(now)
+            .bind(key_of(topic.as_str()))
             .fetch_one(&self.pool)
             .await?;
         Ok(counts_from_row(&row)?)
