@@ -2,10 +2,9 @@
 //! request id, tracing, a body limit, a request timeout, panic recovery, and JSON bodies
 //! for the errors axum and tower-http produce themselves (404, 405, 413).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -15,12 +14,17 @@ use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::error::ApiError;
-use crate::extract::BodyLimit;
+
+mod guard;
+
+use guard::GuardLayer;
 
 /// How long `/readyz` waits for the store before it reports not ready.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,7 +83,7 @@ pub fn app(routes: Router, readiness: Readiness, limits: HttpLimits) -> Router {
         .with_state(readiness);
 
     let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -89,7 +93,7 @@ pub fn app(routes: Router, readiness: Readiness, limits: HttpLimits) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(limits, guard_request))
+        .layer(GuardLayer::new(limits))
         .layer(RequestBodyLimitLayer::new(limits.max_body));
 
     routes.merge(health).fallback(route_not_found).layer(layers)
@@ -108,6 +112,20 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 
 async fn route_not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+/// Request ids for requests that bring none: a random UUID, written straight into the
+/// header value, because the usual `to_string` and re-parse cost an allocation and a
+/// validation pass per request.
+#[derive(Clone, Copy, Debug, Default)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
 }
 
 fn request_span(request: &Request) -> Span {
@@ -140,72 +158,6 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-text panic payload".to_string());
     ApiError::internal(std::io::Error::other(format!("handler panicked: {detail}"))).into_response()
-}
-
-/// Applies the request timeout, records the body limit for error messages, and gives a
-/// JSON body to error responses that axum or tower-http made without one (404, 405, 413).
-/// One middleware does all three because each layer costs an allocation per request.
-async fn guard_request(
-    State(limits): State<HttpLimits>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    request.extensions_mut().insert(BodyLimit(limits.max_body));
-
-    let started = Instant::now();
-    let response = match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let elapsed_ms = started.elapsed().as_millis();
-            return ApiError::unavailable(
-                format!("the request did not finish within {elapsed_ms} ms"),
-                1,
-            )
-            .into_response();
-        }
-    };
-
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
-        return response;
-    }
-    json_error_body(response, &method, uri.path(), limits.max_body)
-}
-
-fn json_error_body(response: Response, method: &Method, path: &str, limit: usize) -> Response {
-    let (mut parts, _) = response.into_parts();
-    let status = parts.status;
-    let error = match status {
-        // axum adds the Allow header after this middleware has run, so it cannot be quoted.
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
-            status,
-            format!(
-                "method {method} is not allowed on {path}; the Allow header lists the methods that are"
-            ),
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(Some(limit)),
-        StatusCode::NOT_FOUND => ApiError::not_found(format!("no route for {method} {path}")),
-        other => ApiError::new(other, other.canonical_reason().unwrap_or("request failed")),
-    };
-
-    let fresh = error.into_response();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let (_, body) = fresh.into_parts();
-    Response::from_parts(parts, body)
-}
-
-fn is_json(response: &Response<Body>) -> bool {
-    response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"))
 }
 
 /// A GET route whose handler changes state (it leases or hands out work), so `HEAD`
