@@ -149,7 +149,9 @@ impl From<Error> for ApiError {
         match error {
             Error::Invalid { field, message } => ApiError::invalid_field(field, message),
             Error::NotFound(_) => ApiError::not_found(error.to_string()),
-            Error::AlreadyExists(_) => ApiError::already_exists(error.to_string()),
+            Error::AlreadyExists(_) => {
+                ApiError::already_exists(error.to_string()).with_field("content_id")
+            }
             Error::IllegalTransition { .. } => ApiError::failed_precondition(error.to_string()),
             Error::Contended(_) => ApiError::unavailable(error.to_string(), 1),
             Error::Store(StoreError::Full { .. }) => {

@@ -381,7 +381,7 @@ async fn create_duplicate_id_is_conflict(app: TestApp) {
             json!({"content_id": "dup", "tenant_id": "t2", "project_id": "p2", "filename": "second.png"}),
         )
         .await;
-    let error = response.expect_error(StatusCode::CONFLICT, "already_exists", None);
+    let error = response.expect_error(StatusCode::CONFLICT, "already_exists", Some("content_id"));
     assert!(
         error["message"].as_str().expect("message").contains("dup"),
         "{error}"
@@ -916,7 +916,7 @@ async fn memory_store_at_capacity_is_resource_exhausted() {
 
     // A taken id is still reported as such at capacity.
     let response = app.post("/content", new_item("one", json!({}))).await;
-    response.expect_error(StatusCode::CONFLICT, "already_exists", None);
+    response.expect_error(StatusCode::CONFLICT, "already_exists", Some("content_id"));
     // Reviews still work on stored items.
     app.move_to("one", "approved").await;
 }

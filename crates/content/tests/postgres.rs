@@ -157,7 +157,7 @@ async fn concurrent_duplicate_ids_create_once() {
             other => panic!("one create must succeed, got {other:?}"),
         };
         winner.expect_status(StatusCode::CREATED);
-        loser.expect_error(StatusCode::CONFLICT, "already_exists", None);
+        loser.expect_error(StatusCode::CONFLICT, "already_exists", Some("content_id"));
         let stored = first.get(&format!("/content/{id}")).send().await.json();
         assert_eq!(stored["filename"], filename);
     }
@@ -278,5 +278,5 @@ async fn data_survives_a_new_instance() {
         .json(&new_item("kept"))
         .send()
         .await
-        .expect_error(StatusCode::CONFLICT, "already_exists", None);
+        .expect_error(StatusCode::CONFLICT, "already_exists", Some("content_id"));
 }
