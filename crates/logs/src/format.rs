@@ -1,7 +1,7 @@
 //! Records as JSON, written by hand into a byte buffer. The stdout sink writes every
-//! accepted event this way, and `GET /logs/recent` every event it returns. Strings
-//! without characters to escape are copied eight bytes per step, and a timestamp already
-//! formatted is reused, which the general serializer cannot do.
+//! accepted event this way, and `GET /logs/recent` every event it returns. Strings are
+//! scanned for characters to escape eight bytes per step and copied whole when they have
+//! none, and a timestamp already formatted is reused.
 
 use platform::Timestamp;
 
@@ -189,37 +189,57 @@ pub(crate) fn push_string(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    match first_escape(bytes) {
+        None => out.extend_from_slice(bytes),
+        Some(first) => push_escaped(out, bytes, first),
+    }
+    out.push(b'"');
+}
+
+/// Finds the first byte that needs escaping, testing eight bytes per step.
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    for (index, chunk) in words.by_ref().enumerate() {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        if needs_escape(word) {
+            return first_escape_in(bytes, index * 8);
+        }
+    }
+    // The last few bytes are tested as one word, padded with a letter.
+    let rest = words.remainder();
+    let mut padded = [b'a'; 8];
+    padded[..rest.len()].copy_from_slice(rest);
+    if needs_escape(u64::from_ne_bytes(padded)) {
+        return first_escape_in(bytes, bytes.len() - rest.len());
+    }
+    None
+}
+
+fn first_escape_in(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&index| ESCAPES[usize::from(bytes[index])] != 0)
+}
+
+/// Appends `bytes` with each byte from `first` on escaped where JSON needs it.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], first: usize) {
+    out.extend_from_slice(&bytes[..first]);
     // `copied` is where the bytes not yet appended start.
-    let mut copied = 0;
-    let mut position = 0;
-    while position < bytes.len() {
-        if let Some(chunk) = bytes.get(position..position + 8) {
-            let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
-                position += 8;
-                continue;
-            }
+    let mut copied = first;
+    for (index, &byte) in bytes.iter().enumerate().skip(first) {
+        let escape = ESCAPES[usize::from(byte)];
+        if escape == 0 {
+            continue;
         }
-        let end = (position + 8).min(bytes.len());
-        for (index, &byte) in bytes.iter().enumerate().take(end).skip(position) {
-            let escape = ESCAPES[usize::from(byte)];
-            if escape == 0 {
-                continue;
-            }
-            out.extend_from_slice(&bytes[copied..index]);
-            out.push(b'\\');
-            out.push(escape);
-            if escape == b'u' {
-                out.extend_from_slice(b"00");
-                out.push(HEX_DIGITS[usize::from(byte >> 4)]);
-                out.push(HEX_DIGITS[usize::from(byte & 0x0f)]);
-            }
-            copied = index + 1;
+        out.extend_from_slice(&bytes[copied..index]);
+        out.push(b'\\');
+        out.push(escape);
+        if escape == b'u' {
+            out.extend_from_slice(b"00");
+            out.push(HEX_DIGITS[usize::from(byte >> 4)]);
+            out.push(HEX_DIGITS[usize::from(byte & 0x0f)]);
         }
-        position = end;
+        copied = index + 1;
     }
     out.extend_from_slice(&bytes[copied..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]

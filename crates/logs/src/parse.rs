@@ -443,6 +443,30 @@ mod tests {
     }
 
     #[test]
+    fn nul_characters_are_rejected() {
+        let escaped = [
+            (r#"{"source":"a","message":"a\u0000b"}"#, "message"),
+            (r#"{"source":"\u0000","message":"m"}"#, "source"),
+            (
+                r#"{"source":"a","message":"m","fields":{"k\u0000":"v"}}"#,
+                "fields.k\0",
+            ),
+            (
+                r#"{"source":"a","message":"m","fields":{"k":"\u0000"}}"#,
+                "fields.k",
+            ),
+        ];
+        for (body, field) in escaped {
+            let error = reject(BodyFormat::Json, body);
+            assert_eq!(error.field.as_deref(), Some(field), "{body}");
+            assert!(error.message.contains("NUL"), "{}", error.message);
+        }
+        // A raw NUL byte is a control character, which JSON strings cannot contain.
+        let raw = "{\"source\":\"a\",\"message\":\"a\0b\"}";
+        assert_eq!(reject(BodyFormat::Json, raw).field, None);
+    }
+
+    #[test]
     fn long_input_is_shortened_in_messages() {
         let body = format!(
             r#"{{"source":"a","message":"m","level":"{}"}}"#,

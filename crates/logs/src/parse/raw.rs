@@ -52,6 +52,16 @@ impl<'de, S: Deserialize<'de>> Deserialize<'de> for RawFields<S> {
 pub(super) struct JsonStr<'a>(pub(super) Cow<'a, str>);
 
 impl JsonStr<'_> {
+    /// True when the string contains U+0000. JSON forbids raw control characters inside
+    /// strings, so only the escape `\u0000` makes one, and only a string with escapes
+    /// is owned; a borrowed string is never scanned.
+    pub(super) fn has_nul(&self) -> bool {
+        match &self.0 {
+            Cow::Borrowed(_) => false,
+            Cow::Owned(text) => text.contains('\0'),
+        }
+    }
+
     pub(super) fn into_text(self, body: &ByteString) -> Text {
         match self.0 {
             Cow::Borrowed(part) => Text::slice_of(body, part),

@@ -49,7 +49,6 @@ pub(super) fn validate(
     }
 
     let message = required_text("message", raw.message, body)?;
-    reject_nul("message", &message)?;
 
     let level = match non_empty(raw.level) {
         None => Level::Info,
@@ -115,7 +114,7 @@ fn checked_fields(
                 format!("field names are limited to {MAX_FIELD_NAME_LEN} bytes"),
             ));
         }
-        if name.0.contains('\0') || value.0.contains('\0') {
+        if name.has_nul() || value.has_nul() {
             // Built only here: the path costs an allocation per field.
             let path = format!("fields.{}", name.0);
             reject_nul(&path, &name.0)?;
@@ -133,7 +132,9 @@ fn required_text(
 ) -> Result<Text, FieldError> {
     match value.filter(|text| !text.0.is_empty()) {
         Some(text) => {
-            reject_nul(field, &text.0)?;
+            if text.has_nul() {
+                reject_nul(field, &text.0)?;
+            }
             Ok(text.into_text(body))
         }
         None => Err(FieldError::new(field, format!("{field} is required"))),
