@@ -11,44 +11,81 @@ use crate::queue::Queue;
 use crate::service::Pipeline;
 use crate::sink::Sink;
 
-/// Maximum events handed to a sink in one write (one INSERT statement, one stdout write).
-const MAX_DELIVERY_EVENTS: usize = 4096;
-
 /// First wait after a failed write; it doubles up to `MAX_RETRY_DELAY`.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Hands queued batches to `sink` in order until `stop` fires and the queue contains
-/// nothing more for it, then flushes the sink.
-pub(crate) async fn deliver_until_stopped(
-    queue: Arc<Queue>,
-    consumer: usize,
-    sink: Arc<dyn Sink>,
-    stop: CancellationToken,
-) {
-    let name = sink.name();
-    tracing::debug!(sink = name, "delivery worker started");
-    let mut stopping = false;
-    loop {
-        let batches = queue.peek(consumer, MAX_DELIVERY_EVENTS);
-        if batches.is_empty() {
-            if stopping {
-                break;
-            }
-            tokio::select! {
-                _ = queue.work_ready(consumer) => {}
-                _ = stop.cancelled() => stopping = true,
-            }
-            continue;
+/// The delivery worker of one sink. It hands the sink the queued batches in order until
+/// `stop` fires and the queue contains nothing more for it, then flushes the sink.
+#[derive(Clone)]
+pub(crate) struct Delivery {
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) consumer: usize,
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) stop: CancellationToken,
+}
+
+impl Delivery {
+    /// Runs the worker: as a task of the runtime, or on a thread of its own when the
+    /// sink's writes block. Such a thread waits for no runtime worker to poll it, which
+    /// matters while request handling keeps every worker busy.
+    pub(crate) async fn run(self) {
+        if !self.sink.blocks() {
+            return self.deliver().await;
         }
-        write_with_retry(sink.as_ref(), &batches).await;
-        queue.advance(consumer, batches.len());
+        let name = self.sink.name();
+        let runtime = tokio::runtime::Handle::current();
+        let (finished, done) = tokio::sync::oneshot::channel();
+        let on_thread = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-sink"))
+            .spawn(move || {
+                runtime.block_on(on_thread.deliver());
+                let _ = finished.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = done.await;
+            }
+            Err(error) => {
+                tracing::error!(sink = name, %error, "cannot start the sink's delivery thread; delivering on the runtime instead");
+                self.deliver().await;
+            }
+        }
     }
 
-    if let Err(error) = sink.flush().await {
-        tracing::error!(sink = name, error = %ErrorChain(error.as_ref()), "flushing the sink failed at shutdown");
+    async fn deliver(self) {
+        let Delivery {
+            queue,
+            consumer,
+            sink,
+            stop,
+        } = self;
+        let name = sink.name();
+        let max_events = sink.max_delivery_events();
+        tracing::debug!(sink = name, "delivery worker started");
+        let mut stopping = false;
+        loop {
+            let batches = queue.peek(consumer, max_events);
+            if batches.is_empty() {
+                if stopping {
+                    break;
+                }
+                tokio::select! {
+                    _ = queue.work_ready(consumer) => {}
+                    _ = stop.cancelled() => stopping = true,
+                }
+                continue;
+            }
+            write_with_retry(sink.as_ref(), &batches).await;
+            queue.advance(consumer, batches.len());
+        }
+
+        if let Err(error) = sink.flush().await {
+            tracing::error!(sink = name, error = %ErrorChain(error.as_ref()), "flushing the sink failed at shutdown");
+        }
+        tracing::debug!(sink = name, "delivery worker stopped");
     }
-    tracing::debug!(sink = name, "delivery worker stopped");
 }
 
 /// Writes until the sink accepts, waiting longer after each failure. Events are never

@@ -106,12 +106,13 @@ impl Pipeline {
 
         let stop = workers.stop_signal();
         for (consumer, sink) in all_sinks.into_iter().enumerate() {
-            workers.spawn(delivery::deliver_until_stopped(
-                queue.clone(),
+            let delivery = delivery::Delivery {
+                queue: queue.clone(),
                 consumer,
                 sink,
-                stop.clone(),
-            ));
+                stop: stop.clone(),
+            };
+            workers.spawn(delivery.run());
         }
         workers.spawn(delivery::sweep_until_stopped(
             pipeline.clone(),
@@ -281,5 +282,49 @@ mod tests {
         assert_eq!(*sink.sequences.lock(), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(*sink.failures_left.lock(), 0);
         assert_eq!(pipeline.backlog(), vec![("ring", 0), ("flaky", 0)]);
+    }
+
+    /// Keeps what it is given and the names of the threads that wrote it.
+    #[derive(Clone, Default)]
+    struct Capture {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        threads: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            self.threads.lock().push(thread);
+            self.bytes.lock().extend_from_slice(data);
+            Ok(data.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_sink_writes_on_own_thread() {
+        let capture = Capture::default();
+        let sink = Arc::new(crate::sink::StdoutSink::new(Box::new(capture.clone())));
+        let settings = Settings::default();
+        let store = Arc::new(MemoryStore::new(settings.recent_capacity.get()));
+        let workers = Workers::new();
+        let pipeline = Pipeline::start(&settings, store, vec![sink], system_clock(), &workers);
+
+        let body = Bytes::from_static(b"{\"source\":\"a\",\"message\":\"m\"}");
+        pipeline.ingest(body, BodyFormat::Json).expect("valid");
+        tokio::time::timeout(Duration::from_secs(20), pipeline.delivered())
+            .await
+            .expect("delivered");
+
+        let text = String::from_utf8(capture.bytes.lock().clone()).expect("utf-8");
+        assert!(text.starts_with("{\"source\":\"a\""), "{text}");
+        assert!(text.ends_with("\"sequence\":1}\n"), "{text}");
+        assert_eq!(*capture.threads.lock(), ["stdout-sink"]);
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        assert!(workers.stop(deadline).await, "the delivery thread stops");
     }
 }

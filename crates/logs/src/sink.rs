@@ -11,6 +11,9 @@ use crate::model::Batch;
 
 pub use stdout::StdoutSink;
 
+/// Events handed to a sink in one write unless the sink sets its own maximum.
+pub const DEFAULT_DELIVERY_EVENTS: usize = 4096;
+
 /// Why a sink could not take a delivery; the worker logs it and retries.
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -22,6 +25,19 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Sink: Send + Sync + 'static {
     /// Short name for logs and the shutdown backlog report (`stdout`, `postgres`).
     fn name(&self) -> &'static str;
+
+    /// Maximum events handed to one `write`; a single larger batch is handed over alone.
+    /// A larger delivery costs fewer handoffs, but the queue frees its room only once
+    /// the whole delivery is written.
+    fn max_delivery_events(&self) -> usize {
+        DEFAULT_DELIVERY_EVENTS
+    }
+
+    /// True when `write` and `flush` block the calling thread, as writes to a file or a
+    /// pipe do. The pipeline then calls them from a thread of its own.
+    fn blocks(&self) -> bool {
+        false
+    }
 
     /// Takes delivery of `batches`, oldest first; returns only when they are written.
     async fn write(&self, batches: &[Arc<Batch>]) -> Result<(), SinkError>;

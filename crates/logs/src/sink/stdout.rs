@@ -13,13 +13,16 @@ use crate::model::Batch;
 /// Lines are handed to the writer once this many bytes are buffered, and at the end of
 /// each delivery.
 const WRITE_BYTES: usize = 1 << 20;
+/// Events per delivery: about 4 MiB of lines for events of 250 bytes, so that a sink
+/// that fell behind catches up in few steps.
+const DELIVERY_EVENTS: usize = 16_384;
 /// A buffer grown past this by very long events is shrunk back after the delivery.
 const MAX_KEPT_BUFFER: usize = 4 * WRITE_BYTES;
 
-/// Writes each event as one JSON line. Serialization and the blocking write run on
-/// tokio's blocking pool, off the request path and off the async workers.
+/// Writes each event as one JSON line. Its writes block, so the pipeline delivers to it
+/// from a thread of its own, off the request path and off the async workers.
 pub struct StdoutSink {
-    state: Arc<Mutex<State>>,
+    state: Mutex<State>,
 }
 
 struct State {
@@ -39,11 +42,11 @@ impl StdoutSink {
     /// Writes to any writer, for tests and other destinations.
     pub fn new(writer: Box<dyn Write + Send>) -> Self {
         StdoutSink {
-            state: Arc::new(Mutex::new(State {
+            state: Mutex::new(State {
                 writer,
                 buffer: Vec::new(),
                 records: RecordWriter::default(),
-            })),
+            }),
         }
     }
 }
@@ -78,16 +81,21 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
+    fn max_delivery_events(&self) -> usize {
+        DELIVERY_EVENTS
+    }
+
+    fn blocks(&self) -> bool {
+        true
+    }
+
     async fn write(&self, batches: &[Arc<Batch>]) -> Result<(), SinkError> {
-        let state = self.state.clone();
-        let batches = batches.to_vec();
-        tokio::task::spawn_blocking(move || state.lock().write_batches(&batches)).await??;
+        self.state.lock().write_batches(batches)?;
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
-        let state = self.state.clone();
-        tokio::task::spawn_blocking(move || state.lock().writer.flush()).await??;
+        self.state.lock().writer.flush()?;
         Ok(())
     }
 }
