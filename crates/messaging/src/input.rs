@@ -35,24 +35,47 @@ pub(crate) struct CheckedPublish {
     pub delay: Duration,
 }
 
-/// Checks one message; `prefix` is prepended to field names (`messages[3].`).
+/// The path of a field of a published message, built only when an error names it.
+#[derive(Clone, Copy)]
+struct Field<'a> {
+    /// Position in a batch; `None` for a single publish.
+    index: Option<usize>,
+    name: &'a str,
+}
+
+impl Field<'_> {
+    /// Returns `messages[3].priority` in a batch and `priority` alone.
+    fn path(self) -> String {
+        match self.index {
+            Some(index) => format!("messages[{index}].{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+}
+
+/// Checks one message; `index` is its position in a batch, which error paths name
+/// (`messages[3].priority`).
 pub(crate) fn check_publish(
     input: PublishInput,
-    prefix: &str,
+    index: Option<usize>,
     max_payload: usize,
 ) -> Result<CheckedPublish, Error> {
-    let field = |name: &str| format!("{prefix}{name}");
-    let tenant_id = required_id(&field("tenant_id"), input.tenant_id)?;
-    let project_id = required_id(&field("project_id"), input.project_id)?;
-    let key = checked_text(&field("key"), input.key.unwrap_or_default(), MAX_KEY_LEN)?;
-    let payload = decode_payload(&field("payload_base64"), input.payload_base64, max_payload)?;
+    let field = |name| Field { index, name };
+    let tenant_id = required_id(field("tenant_id"), input.tenant_id)?;
+    let project_id = required_id(field("project_id"), input.project_id)?;
+    let key = checked_text(field("key"), input.key.unwrap_or_default(), MAX_KEY_LEN)?;
+    let payload = decode_payload(field("payload_base64"), input.payload_base64, max_payload)?;
     let priority = match input.priority.filter(|text| !text.is_empty()) {
-        Some(text) => parse_priority(&field("priority"), &text)?,
+        Some(text) => parse_priority(&field("priority").path(), &text)?,
         None => Priority::Normal,
     };
-    let attributes =
-        checked_attributes(&field("attributes"), input.attributes.unwrap_or_default())?;
-    let delay = seconds(&field("delay_s"), input.delay_s, MAX_DELAY_S)?.unwrap_or_default();
+    let attributes = checked_attributes(field("attributes"), input.attributes.unwrap_or_default())?;
+    let delay = match input.delay_s {
+        Some(value) if value > MAX_DELAY_S => {
+            return Err(out_of_range(&field("delay_s").path(), value, MAX_DELAY_S));
+        }
+        value => Duration::from_secs(value.unwrap_or(0)),
+    };
 
     Ok(CheckedPublish {
         tenant_id,
@@ -147,11 +170,15 @@ pub(crate) fn seconds(
     match value {
         None => Ok(None),
         Some(value) if value <= max => Ok(Some(Duration::from_secs(value))),
-        Some(value) => Err(Error::invalid(
-            field,
-            format!("{field} must be from 0 to {max} seconds, not {value}"),
-        )),
+        Some(value) => Err(out_of_range(field, value, max)),
     }
+}
+
+fn out_of_range(field: &str, value: u64, max: u64) -> Error {
+    Error::invalid(
+        field,
+        format!("{field} must be from 0 to {max} seconds, not {value}"),
+    )
 }
 
 fn parse_priority(field: &str, text: &str) -> Result<Priority, Error> {
@@ -163,11 +190,16 @@ fn parse_priority(field: &str, text: &str) -> Result<Priority, Error> {
     })
 }
 
-fn decode_payload(field: &str, text: Option<String>, max_payload: usize) -> Result<Vec<u8>, Error> {
+fn decode_payload(
+    field: Field<'_>,
+    text: Option<String>,
+    max_payload: usize,
+) -> Result<Vec<u8>, Error> {
     let text = text.unwrap_or_default();
     let too_large = |size: usize| {
+        let field = field.path();
         Error::invalid(
-            field,
+            &field,
             format!("{field} decodes to {size} bytes; the limit is {max_payload} bytes"),
         )
     };
@@ -178,8 +210,9 @@ fn decode_payload(field: &str, text: Option<String>, max_payload: usize) -> Resu
         return Err(too_large(estimate));
     }
     let payload = payload_base64::decode(&text).map_err(|error| {
+        let field = field.path();
         Error::invalid(
-            field,
+            &field,
             format!("{field} is not valid standard base64 ({error})"),
         )
     })?;
@@ -189,23 +222,29 @@ fn decode_payload(field: &str, text: Option<String>, max_payload: usize) -> Resu
     Ok(payload)
 }
 
-fn required_id(field: &str, value: Option<String>) -> Result<String, Error> {
+fn required_id(field: Field<'_>, value: Option<String>) -> Result<String, Error> {
     match value.filter(|text| !text.is_empty()) {
         Some(text) => checked_text(field, text, MAX_ID_LEN),
-        None => Err(Error::invalid(field, format!("{field} is required"))),
+        None => {
+            let field = field.path();
+            Err(Error::invalid(&field, format!("{field} is required")))
+        }
     }
 }
 
-fn checked_text(field: &str, text: String, max_chars: usize) -> Result<String, Error> {
-    if text.chars().count() > max_chars {
+fn checked_text(field: Field<'_>, text: String, max_chars: usize) -> Result<String, Error> {
+    // Byte length bounds the character count, so short ASCII text needs no count.
+    if text.len() > max_chars && text.chars().count() > max_chars {
+        let field = field.path();
         return Err(Error::invalid(
-            field,
+            &field,
             format!("{field} is longer than {max_chars} characters"),
         ));
     }
     if text.chars().any(char::is_control) {
+        let field = field.path();
         return Err(Error::invalid(
-            field,
+            &field,
             format!("{field} contains control characters"),
         ));
     }
@@ -213,12 +252,13 @@ fn checked_text(field: &str, text: String, max_chars: usize) -> Result<String, E
 }
 
 fn checked_attributes(
-    field: &str,
+    field: Field<'_>,
     attributes: BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Error> {
     if attributes.len() > MAX_ATTRIBUTES {
+        let field = field.path();
         return Err(Error::invalid(
-            field,
+            &field,
             format!(
                 "{field} has {} entries; at most {MAX_ATTRIBUTES} are allowed",
                 attributes.len()
@@ -227,21 +267,22 @@ fn checked_attributes(
     }
     for (name, value) in &attributes {
         if name.is_empty() {
+            let field = field.path();
             return Err(Error::invalid(
-                field,
+                &field,
                 format!("{field} names must not be empty"),
             ));
         }
-        let entry = format!("{field}.{name}");
+        let entry = || format!("{}.{name}", field.path());
         if name.len() > MAX_ATTRIBUTE_NAME_LEN {
             return Err(Error::invalid(
-                entry,
+                entry(),
                 format!("attribute names are limited to {MAX_ATTRIBUTE_NAME_LEN} bytes"),
             ));
         }
         if value.len() > MAX_ATTRIBUTE_VALUE_LEN {
             return Err(Error::invalid(
-                entry,
+                entry(),
                 format!("attribute values are limited to {MAX_ATTRIBUTE_VALUE_LEN} bytes"),
             ));
         }
@@ -270,7 +311,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_optional_fields() {
-        let checked = check_publish(valid(), "", 16).expect("valid");
+        let checked = check_publish(valid(), None, 16).expect("valid");
         assert_eq!(checked.priority, Priority::Normal);
         assert!(checked.payload.is_empty());
         assert!(checked.attributes.is_empty());
@@ -283,7 +324,7 @@ mod tests {
             priority: Some("urgent".into()),
             ..valid()
         };
-        let error = check_publish(input, "messages[3].", 16).unwrap_err();
+        let error = check_publish(input, Some(3), 16).unwrap_err();
         assert_eq!(field_of(error), "messages[3].priority");
     }
 
@@ -295,7 +336,7 @@ mod tests {
             ..valid()
         };
         assert_eq!(
-            check_publish(input, "", 16)
+            check_publish(input, None, 16)
                 .expect("at limit")
                 .payload
                 .len(),
@@ -308,7 +349,7 @@ mod tests {
             ..valid()
         };
         assert_eq!(
-            field_of(check_publish(input, "", 16).unwrap_err()),
+            field_of(check_publish(input, None, 16).unwrap_err()),
             "payload_base64"
         );
     }
@@ -322,7 +363,7 @@ mod tests {
             ..valid()
         };
         assert_eq!(
-            field_of(check_publish(input, "", 16).unwrap_err()),
+            field_of(check_publish(input, None, 16).unwrap_err()),
             "attributes.k"
         );
 
@@ -334,7 +375,7 @@ mod tests {
             ..valid()
         };
         assert_eq!(
-            field_of(check_publish(input, "", 16).unwrap_err()),
+            field_of(check_publish(input, None, 16).unwrap_err()),
             "attributes"
         );
     }

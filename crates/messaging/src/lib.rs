@@ -1,6 +1,7 @@
 //! Messaging Service: an at-least-once queue of topics with leases, acks and dead letters.
 
 pub mod config;
+pub mod envelope;
 pub mod input;
 pub mod model;
 pub mod routes;

@@ -7,22 +7,21 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use platform::ApiError;
-use platform::extract::{Json, Params, from_value};
+use platform::extract::{Json, Params, from_value, parse_json};
 use platform::http::get_changing_state;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::envelope;
 use crate::input::{PublishInput, check_batch_len};
-use crate::model::{
-    Delivery, MAX_DELAY_S, MAX_LEASE_S, MAX_PULL, MAX_WAIT_MS, Message, TopicSummary,
-};
+use crate::model::{MAX_DELAY_S, MAX_LEASE_S, MAX_PULL, MAX_WAIT_MS, TopicSummary};
 use crate::service::{Error, Messaging, PullRequest};
 use crate::store::StoreError;
-use body::{OptionalJson, ack_id_of, one_of};
+use body::{JsonBytes, OptionalJson, ack_id_of, one_of};
 
 /// Header that makes a publish idempotent within the dedup window.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -98,11 +97,6 @@ struct AckBatchBody {
 }
 
 #[derive(Serialize)]
-struct MessagesBody<T> {
-    messages: Vec<T>,
-}
-
-#[derive(Serialize)]
 struct TopicsBody {
     topics: Vec<TopicSummary>,
 }
@@ -115,40 +109,61 @@ async fn publish(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let published = messaging.publish(&topic, body.into(), key).await?;
-    let replayed = published.replayed;
-    let message = published.messages.into_iter().next();
-    Ok(created(replayed, axum::Json(message)))
+    let body = match published.messages.first() {
+        Some(message) => envelope::message_body(message),
+        None => b"null".to_vec(),
+    };
+    Ok(created(published.replayed, body))
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    messages: Option<Vec<PublishBody>>,
 }
 
 async fn publish_batch(
     State(messaging): State<Arc<Messaging>>,
     Path(topic): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    let inputs = batch_inputs(&bytes)?;
+    let published = messaging.publish_batch(&topic, inputs, key).await?;
+    Ok(created(
+        published.replayed,
+        envelope::messages_body(&published.messages),
+    ))
+}
+
+/// Reads the messages of a batch. A valid body is read straight into its items; a body
+/// that fails is read again item by item, so the error names the first bad item or
+/// the missing or oversized array, and checks the array's length before its items.
+fn batch_inputs(bytes: &[u8]) -> Result<Vec<PublishInput>, ApiError> {
+    if let Ok(BatchBody {
+        messages: Some(items),
+    }) = serde_json::from_slice::<BatchBody>(bytes)
+    {
+        check_batch_len("messages", items.len())?;
+        return Ok(items.into_iter().map(PublishInput::from).collect());
+    }
+    let body: Value = parse_json(bytes)?;
     let items = batch_items(body, "messages")?;
     check_batch_len("messages", items.len())?;
-    let inputs = items
+    items
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
             from_value::<PublishBody>(item, &format!("messages[{index}]")).map(PublishInput::from)
         })
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let published = messaging.publish_batch(&topic, inputs, key).await?;
-    let body = MessagesBody::<Message> {
-        messages: published.messages,
-    };
-    Ok(created(published.replayed, axum::Json(body)))
+        .collect()
 }
 
 async fn pull(
     State(messaging): State<Arc<Messaging>>,
     Path(topic): Path<String>,
     params: Params,
-) -> Result<axum::Json<MessagesBody<Delivery>>, ApiError> {
+) -> Result<Response, ApiError> {
     let request = PullRequest {
         tenant_id: params.text("tenant_id").map(str::to_string),
         project_id: params.text("project_id").map(str::to_string),
@@ -156,8 +171,11 @@ async fn pull(
         visibility_timeout_s: params.integer("visibility_timeout_s", 1..=MAX_LEASE_S)?,
         wait_ms: params.integer("wait_ms", 0..=MAX_WAIT_MS)?,
     };
-    let messages = messaging.pull(&topic, request).await?;
-    Ok(axum::Json(MessagesBody { messages }))
+    let deliveries = messaging.pull(&topic, request).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        envelope::deliveries_body(&deliveries),
+    ))
 }
 
 async fn ack(
@@ -246,8 +264,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-fn created(replayed: bool, body: impl IntoResponse) -> Response {
-    let mut response = (StatusCode::CREATED, body).into_response();
+/// Builds a response with a JSON body written by hand.
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let content_type = HeaderValue::from_static("application/json");
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn created(replayed: bool, body: Vec<u8>) -> Response {
+    let mut response = json_response(StatusCode::CREATED, body);
     if replayed {
         response
             .headers_mut()

@@ -4,6 +4,7 @@ mod pull;
 mod settle;
 mod topics;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::input::{self, CheckedPublish, PublishInput};
-use crate::model::{Message, Topic};
+use crate::model::{Attributes, Message, Topic};
 use crate::store::{
     DeadLetterPolicy, DedupKey, MessageStore, NewMessage, PublishOutcome, StoreError,
 };
@@ -63,9 +64,29 @@ impl Error {
 /// idempotency key stored.
 #[derive(Debug)]
 pub struct Published {
-    pub messages: Vec<Message>,
+    pub messages: Vec<Arc<Message>>,
     /// True when nothing new was stored because the key was seen within its window.
     pub replayed: bool,
+}
+
+/// The last name seen in a batch, shared with the next message that repeats it, as most
+/// messages of a batch repeat their tenant and project.
+#[derive(Default)]
+struct Repeats {
+    last: Option<Arc<str>>,
+}
+
+impl Repeats {
+    fn share(&mut self, name: String) -> Arc<str> {
+        if let Some(last) = &self.last
+            && **last == *name
+        {
+            return last.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.last = Some(shared.clone());
+        shared
+    }
 }
 
 /// Counts of what one retention sweep removed.
@@ -122,7 +143,7 @@ impl Messaging {
     ) -> Result<Published, Error> {
         let topic = input::parse_topic(topic)?;
         let key = input::idempotency_key(idempotency_key)?;
-        let checked = input::check_publish(input, "", self.settings.max_payload)?;
+        let checked = input::check_publish(input, None, self.settings.max_payload)?;
 
         let published = self.store_messages(&topic, vec![checked], key).await?;
         if published.replayed && published.messages.len() != 1 {
@@ -148,11 +169,7 @@ impl Messaging {
             .into_iter()
             .enumerate()
             .map(|(index, input)| {
-                input::check_publish(
-                    input,
-                    &format!("messages[{index}]."),
-                    self.settings.max_payload,
-                )
+                input::check_publish(input, Some(index), self.settings.max_payload)
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -166,21 +183,35 @@ impl Messaging {
         key: Option<String>,
     ) -> Result<Published, Error> {
         let now = self.clock.now();
+        let shared_topic = topic.shared();
+        let mut tenants = Repeats::default();
+        let mut projects = Repeats::default();
+        let mut last_attributes: Option<(BTreeMap<String, String>, Attributes)> = None;
         let new_messages: Vec<NewMessage> = checked
             .into_iter()
-            .map(|checked| NewMessage {
-                visible_at: now.saturating_add(checked.delay),
-                message: Message {
-                    message_id: platform::ids::new_id(),
-                    tenant_id: checked.tenant_id,
-                    project_id: checked.project_id,
-                    topic: topic.to_string(),
-                    key: checked.key,
-                    priority: checked.priority,
-                    published_at: now,
-                    attributes: checked.attributes,
-                    payload: checked.payload,
-                },
+            .map(|checked| {
+                let attributes = match &last_attributes {
+                    Some((map, encoded)) if *map == checked.attributes => encoded.clone(),
+                    _ => {
+                        let encoded = Attributes::from_map(&checked.attributes);
+                        last_attributes = Some((checked.attributes, encoded.clone()));
+                        encoded
+                    }
+                };
+                NewMessage {
+                    visible_at: now.saturating_add(checked.delay),
+                    message: Arc::new(Message {
+                        message_id: platform::ids::new_id(),
+                        tenant_id: tenants.share(checked.tenant_id),
+                        project_id: projects.share(checked.project_id),
+                        topic: shared_topic.clone(),
+                        key: checked.key.into(),
+                        priority: checked.priority,
+                        published_at: now,
+                        attributes,
+                        payload: checked.payload,
+                    }),
+                }
             })
             .collect();
         let dedup = key.map(|key| DedupKey {

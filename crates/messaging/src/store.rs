@@ -34,7 +34,7 @@ pub enum StoreError {
 /// A message to store, with the time it first becomes visible.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
-    pub message: Message,
+    pub message: Arc<Message>,
     pub visible_at: Timestamp,
 }
 
@@ -54,7 +54,7 @@ pub enum PublishOutcome {
     Stored,
     /// The idempotency key was used within its window; these are the messages that
     /// publish stored, and nothing new was stored.
-    Duplicate(Vec<Message>),
+    Duplicate(Vec<Arc<Message>>),
 }
 
 /// Dead-letter policy: the destination of messages that failed too many deliveries.

@@ -1254,6 +1254,20 @@ async fn batch_publish_is_all_or_nothing(app: TestApp) {
         "invalid_argument",
         Some("messages"),
     );
+    // The length is checked before the items, even when an item is invalid too.
+    let mut too_many_with_bad: Vec<Value> = (0..1001).map(|_| good.clone()).collect();
+    too_many_with_bad[1000] = json!({"tenant_id": 3});
+    let response = app
+        .post(
+            "/topics/orders/messages:batch",
+            json!({"messages": too_many_with_bad}),
+        )
+        .await;
+    response.expect_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        Some("messages"),
+    );
     let max_batch: Vec<Value> = (0..1000).map(|_| good.clone()).collect();
     app.post(
         "/topics/full/messages:batch",

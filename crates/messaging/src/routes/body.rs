@@ -1,8 +1,10 @@
-//! Request bodies that may be absent, and fields that may come from the body or the query.
+//! Request bodies that may be absent or are read by hand, and fields that may come from
+//! the body or the query.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use platform::ApiError;
-use platform::extract::{Params, parse_json, read_body, require_json};
+use platform::extract::{Params, json_body, parse_json, read_body, require_json};
 use serde::de::DeserializeOwned;
 
 /// A JSON body that may be left out. An empty body needs no content type and yields
@@ -21,6 +23,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
         }
         require_json(&headers)?;
         parse_json(&bytes).map(|value| OptionalJson(Some(value)))
+    }
+}
+
+/// A body that must be JSON, kept as bytes for a handler to read in its own way.
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        json_body(request, state).await.map(JsonBytes)
     }
 }
 

@@ -17,15 +17,22 @@ use super::{
 };
 use crate::model::{Delivery, Topic, TopicCounts};
 use topic::{Entry, KeyRecord, TopicState, into_dead_letter, matches_filter};
-/// Topics in a map whose lock is taken only to find or add a topic; every message
-/// operation locks just its topic.
+
+/// Number of independently locked parts of the topic map.
+const SHARDS: usize = 16;
+
+type TopicMap = HashMap<String, Arc<Mutex<TopicState>>>;
+
+/// Topics in a map split into shards by name, whose locks are taken only to find or add
+/// a topic, so topics in different shards never wait for each other even then. Every
+/// message operation locks just its topic.
 #[derive(Debug)]
 pub struct MemoryStore {
     max_messages: usize,
     max_keys: usize,
     stored: AtomicUsize,
     keys: AtomicUsize,
-    topics: RwLock<HashMap<String, Arc<Mutex<TopicState>>>>,
+    shards: Box<[RwLock<TopicMap>]>,
 }
 
 impl MemoryStore {
@@ -37,8 +44,16 @@ impl MemoryStore {
             max_keys,
             stored: AtomicUsize::new(0),
             keys: AtomicUsize::new(0),
-            topics: RwLock::default(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
         }
+    }
+
+    fn shard(&self, name: &str) -> &RwLock<TopicMap> {
+        // FNV-1a: names are short, and the shard only spreads lock traffic.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        &self.shards[(hash % SHARDS as u64) as usize]
     }
 
     /// Runs `apply` on a topic's state, creating the topic if needed.
@@ -56,7 +71,7 @@ impl MemoryStore {
     /// Runs `apply` on a topic's state if the topic exists.
     fn with_existing<R>(&self, name: &str, apply: impl FnOnce(&mut TopicState) -> R) -> Option<R> {
         loop {
-            let state = self.topics.read().get(name).cloned()?;
+            let state = self.shard(name).read().get(name).cloned()?;
             let mut guard = state.lock();
             if guard.removed {
                 continue;
@@ -66,12 +81,13 @@ impl MemoryStore {
     }
 
     fn topic_state(&self, name: &str) -> Arc<Mutex<TopicState>> {
-        if let Some(state) = self.topics.read().get(name) {
+        let shard = self.shard(name);
+        if let Some(state) = shard.read().get(name) {
             return state.clone();
         }
-        let mut topics = self.topics.write();
-        // Empty topics stay in the map until a sweep. Dropping them here too bounds the
-        // map by the messages and keys it contains plus this limit.
+        let mut topics = shard.write();
+        // Empty topics stay in the map until a sweep. Dropping them here too bounds each
+        // shard by the messages and keys it contains plus this limit.
         if topics.len() >= self.max_messages {
             drop_empty_topics(&mut topics);
         }
@@ -79,11 +95,22 @@ impl MemoryStore {
     }
 
     fn topic_handles(&self) -> Vec<(String, Arc<Mutex<TopicState>>)> {
-        self.topics
-            .read()
+        self.shards
             .iter()
-            .map(|(name, state)| (name.clone(), state.clone()))
+            .flat_map(|shard| {
+                shard
+                    .read()
+                    .iter()
+                    .map(|(name, state)| (name.clone(), state.clone()))
+                    .collect::<Vec<_>>()
+            })
             .collect()
+    }
+
+    fn drop_all_empty_topics(&self) {
+        for shard in &self.shards {
+            drop_empty_topics(&mut shard.write());
+        }
     }
 
     fn reserve(counter: &AtomicUsize, count: usize, capacity: usize) -> bool {
@@ -98,16 +125,22 @@ impl MemoryStore {
         if entries.is_empty() {
             return;
         }
-        self.with_topic(policy.topic.as_str(), |state| {
-            for entry in entries {
+        let dead: Vec<Entry> = entries
+            .into_iter()
+            .map(|entry| {
                 tracing::info!(message_id = %entry.message.message_id, topic = %entry.message.topic, dead_letter_topic = %policy.topic, attempts = entry.attempts, "message dead-lettered");
-                state.insert(into_dead_letter(entry, policy, now), now);
+                into_dead_letter(entry, policy, now)
+            })
+            .collect();
+        self.with_topic(policy.topic.as_str(), |state| {
+            for entry in dead {
+                state.insert_entry(entry, now);
             }
         });
     }
 }
 
-fn drop_empty_topics(topics: &mut HashMap<String, Arc<Mutex<TopicState>>>) {
+fn drop_empty_topics(topics: &mut TopicMap) {
     topics.retain(|_, state| {
         // A topic locked by someone is in use; it is looked at again next time.
         let Some(mut guard) = state.try_lock() else {
@@ -134,6 +167,8 @@ impl MessageStore for MemoryStore {
                 capacity: self.max_messages,
             });
         }
+        // Everything but the index updates happened before: the messages are built and
+        // shared, so the topic is locked only to file them.
         let outcome = self.with_topic(topic.as_str(), |state| {
             if let Some(dedup) = dedup {
                 match state.keys.get(&dedup.key) {
@@ -154,14 +189,13 @@ impl MessageStore for MemoryStore {
                 };
                 state.keys.insert(dedup.key.clone(), record);
             }
+            state.entries.reserve(messages.len());
             for new in messages {
-                let entry = Entry {
-                    message: new.message.clone(),
-                    visible_at: new.visible_at,
-                    attempts: 0,
-                    ack_id: None,
-                };
-                state.insert(entry, new.message.published_at);
+                state.insert(
+                    new.message.clone(),
+                    new.visible_at,
+                    new.message.published_at,
+                );
             }
             Ok(PublishOutcome::Stored)
         });
@@ -173,6 +207,7 @@ impl MessageStore for MemoryStore {
 
     async fn claim(&self, claim: &Claim) -> Result<Claimed, StoreError> {
         let now = claim.now;
+        let now_micros = now.unix_micros();
         let mut dead = Vec::new();
         let deliveries = self
             .with_existing(claim.topic.as_str(), |state| {
@@ -182,7 +217,7 @@ impl MessageStore for MemoryStore {
                     .iter()
                     .filter_map(|key| state.entries.get(&key.2))
                     .filter(|entry| {
-                        entry.visible_at <= now && matches_filter(&entry.message, claim)
+                        entry.visible_at <= now_micros && matches_filter(&entry.message, claim)
                     })
                     .take(claim.limit)
                     .map(|entry| entry.message.message_id)
@@ -356,7 +391,7 @@ impl MessageStore for MemoryStore {
                 let Some(&(published_at, id)) = state.by_age.first() else {
                     break;
                 };
-                if published_at >= published_before {
+                if published_at >= published_before.unix_micros() {
                     break;
                 }
                 state.remove(id);
@@ -365,7 +400,7 @@ impl MessageStore for MemoryStore {
         }
         self.stored.fetch_sub(removed, Ordering::AcqRel);
         if removed < batch {
-            drop_empty_topics(&mut self.topics.write());
+            self.drop_all_empty_topics();
         }
         Ok(removed as u64)
     }
@@ -391,7 +426,7 @@ impl MessageStore for MemoryStore {
         }
         self.keys.fetch_sub(removed, Ordering::AcqRel);
         if removed < batch {
-            drop_empty_topics(&mut self.topics.write());
+            self.drop_all_empty_topics();
         }
         Ok(removed as u64)
     }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use platform::Timestamp;
 use sqlx::postgres::PgPoolCopyExt;
-use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -19,6 +18,7 @@ use super::{
     Claim, Claimed, DeadLetterPolicy, DedupKey, MessageStore, NewMessage, PublishOutcome, Release,
     Settled, StoreError,
 };
+use crate::envelope;
 use crate::model::{
     DELIVERY_ATTEMPTS_ATTRIBUTE, Message, SOURCE_TOPIC_ATTRIBUTE, Topic, TopicCounts,
 };
@@ -77,12 +77,12 @@ impl PostgresStore {
             sqlx::query(sql::INSERT_ONE)
                 .bind(message.message_id)
                 .bind(topic.as_str())
-                .bind(&message.tenant_id)
-                .bind(&message.project_id)
-                .bind(&message.key)
+                .bind(&*message.tenant_id)
+                .bind(&*message.project_id)
+                .bind(&*message.key)
                 .bind(message.priority.rank())
                 .bind(message.published_at)
-                .bind(Json(&message.attributes))
+                .bind(message.attributes.as_json())
                 .bind(&message.payload)
                 .bind(single.visible_at)
                 .bind(key_of(topic.as_str()))
@@ -109,12 +109,14 @@ impl PostgresStore {
         messages: &[NewMessage],
         dedup: &DedupKey,
     ) -> Result<bool, StoreError> {
-        let originals: Vec<&Message> = messages.iter().map(|new| &new.message).collect();
+        let originals: Vec<Arc<Message>> = messages.iter().map(|new| new.message.clone()).collect();
+        // The envelopes are JSON text, so the bytes are UTF-8.
+        let originals = String::from_utf8_lossy(&envelope::messages_array(&originals)).into_owned();
         let columns = Columns::of(topic, messages);
         let result = columns
             .bind(sqlx::query(sql::INSERT_KEYED))
             .bind(&dedup.key)
-            .bind(Json(&originals))
+            .bind(&originals)
             .bind(dedup.expires_at)
             .bind(dedup.now)
             .execute(&self.pool)
@@ -159,13 +161,17 @@ impl MessageStore for PostgresStore {
             }
             // A separate statement takes a new snapshot, so it reads the record even when a
             // concurrent publish with the same key committed while the insert waited.
-            let original: Option<Json<Vec<Message>>> = sqlx::query_scalar(sql::SELECT_KEY)
+            let original: Option<String> = sqlx::query_scalar(sql::SELECT_KEY)
                 .bind(topic.as_str())
                 .bind(&dedup.key)
                 .fetch_optional(&self.pool)
                 .await?;
-            if let Some(Json(original)) = original {
-                return Ok(PublishOutcome::Duplicate(original));
+            if let Some(original) = original {
+                let messages = envelope::read_messages(original.as_bytes())
+                    .map_err(|error| sqlx::Error::Decode(error.into()))?;
+                return Ok(PublishOutcome::Duplicate(
+                    messages.into_iter().map(Arc::new).collect(),
+                ));
             }
         }
         tracing::warn!(%topic, attempts = MAX_KEYED_PUBLISH_ATTEMPTS, "idempotency key record kept vanishing during publish");

@@ -48,7 +48,7 @@ pub(super) fn encode(topic: &Topic, messages: &[NewMessage]) -> Vec<u8> {
             &mut out,
             &postgres_micros(message.published_at).to_be_bytes(),
         );
-        json_field(&mut out, &message.attributes);
+        json_field(&mut out, message.attributes.as_json());
         field(&mut out, &message.payload);
         field(&mut out, &postgres_micros(new.visible_at).to_be_bytes());
     }
@@ -64,19 +64,12 @@ fn field(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// Writes a `jsonb` field, serializing in place and filling in the length afterwards.
-fn json_field(out: &mut Vec<u8>, value: &impl serde::Serialize) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
+/// Writes a `jsonb` field: the version byte, then the JSON text.
+fn json_field(out: &mut Vec<u8>, json: &str) {
+    let len = i32::try_from(json.len() + 1).unwrap_or(i32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
     out.push(JSONB_VERSION);
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        // Maps of strings always serialize; an empty object keeps the row valid if that
-        // ever changed.
-        out.truncate(start + 5);
-        out.extend_from_slice(b"{}");
-    }
-    let len = i32::try_from(out.len() - start - 4).unwrap_or(i32::MAX);
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(json.as_bytes());
 }
 
 fn postgres_micros(at: Timestamp) -> i64 {
@@ -86,9 +79,10 @@ fn postgres_micros(at: Timestamp) -> i64 {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Message, Priority};
+    use crate::model::{Attributes, Message, Priority};
 
     fn read_i16(bytes: &[u8]) -> i16 {
         i16::from_be_bytes([bytes[0], bytes[1]])
@@ -108,14 +102,14 @@ mod tests {
             tenant_id: "t".into(),
             project_id: "p".into(),
             topic: "orders".into(),
-            key: String::new(),
+            key: "".into(),
             priority: Priority::High,
             published_at,
-            attributes: BTreeMap::from([("a".to_string(), "b".to_string())]),
+            attributes: Attributes::from_map(&BTreeMap::from([("a".to_string(), "b".to_string())])),
             payload: b"hi".to_vec(),
         };
         let new = NewMessage {
-            message,
+            message: Arc::new(message),
             visible_at: published_at,
         };
         let data = encode(&topic, &[new]);

@@ -2,6 +2,7 @@
 //! hash keys the indexes hold.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use platform::Timestamp;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -10,7 +11,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Postgres, Row};
 use uuid::Uuid;
 
-use crate::model::{Delivery, Message, Priority, Topic, TopicCounts};
+use crate::model::{Attributes, Delivery, Message, Priority, Topic, TopicCounts};
 use crate::store::NewMessage;
 
 /// Index key of a topic, tenant or project name: the first eight bytes of its SHA-256
@@ -72,13 +73,13 @@ impl MessageRow {
         })?;
         Ok(Message {
             message_id: row.message_id,
-            tenant_id: row.tenant_id,
-            project_id: row.project_id,
-            topic: topic.to_string(),
-            key: row.message_key,
+            tenant_id: row.tenant_id.into(),
+            project_id: row.project_id.into(),
+            topic: topic.shared(),
+            key: row.message_key.into(),
             priority,
             published_at: row.published_at,
-            attributes: row.attributes.0,
+            attributes: Attributes::from_map(&row.attributes.0),
             payload: row.payload,
         })
     }
@@ -90,7 +91,7 @@ pub(super) fn delivery_from_row(topic: &Topic, row: &PgRow) -> Result<Delivery, 
     let ack_id: Uuid = row.try_get("ack_id")?;
     let attempt: i32 = row.try_get("delivery_attempt")?;
     Ok(Delivery {
-        message,
+        message: Arc::new(message),
         ack_id,
         delivery_attempt: u32::try_from(attempt).unwrap_or(0),
     })
@@ -108,7 +109,7 @@ pub(super) struct Columns {
     project_keys: Vec<i64>,
     keys: Vec<String>,
     priorities: Vec<i16>,
-    attributes: Vec<Json<BTreeMap<String, String>>>,
+    attributes: Vec<String>,
     payloads: Vec<Vec<u8>>,
     visible_at: Vec<Timestamp>,
 }
@@ -144,11 +145,13 @@ impl Columns {
             columns
                 .project_keys
                 .push(project_keys.key(&message.project_id));
-            columns.tenants.push(message.tenant_id.clone());
-            columns.projects.push(message.project_id.clone());
-            columns.keys.push(message.key.clone());
+            columns.tenants.push(message.tenant_id.to_string());
+            columns.projects.push(message.project_id.to_string());
+            columns.keys.push(message.key.to_string());
             columns.priorities.push(message.priority.rank());
-            columns.attributes.push(Json(message.attributes.clone()));
+            columns
+                .attributes
+                .push(message.attributes.as_json().to_string());
             columns.payloads.push(message.payload.clone());
             columns.visible_at.push(new.visible_at);
         }

@@ -14,7 +14,7 @@ pub const COPY_MESSAGES: &str = "COPY messaging.messages \
 pub const INSERT_ONE: &str = "INSERT INTO messaging.messages \
      (message_id, topic, tenant_id, project_id, message_key, priority, published_at, \
       attributes, payload, visible_at, topic_key, tenant_key, project_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)";
 
 /// Stores a batch only if its idempotency key is new or expired by `$17`, remembering
 /// the key with the messages (`$14` key, `$15` messages, `$16` expiry), in one
@@ -23,7 +23,7 @@ pub const INSERT_ONE: &str = "INSERT INTO messaging.messages \
 /// shared.
 pub const INSERT_KEYED: &str = "WITH remembered AS ( \
        INSERT INTO messaging.publish_keys (topic, idempotency_key, messages, expires_at) \
-       VALUES ($2, $14, $15, $16) \
+       VALUES ($2, $14, $15::jsonb, $16) \
        ON CONFLICT (topic, idempotency_key) DO UPDATE \
          SET messages = EXCLUDED.messages, expires_at = EXCLUDED.expires_at \
          WHERE messaging.publish_keys.expires_at <= $17 \
@@ -33,16 +33,16 @@ pub const INSERT_KEYED: &str = "WITH remembered AS ( \
         message_key, priority, published_at, attributes, payload, visible_at) \
      SELECT batch.message_id, $11, $2, batch.tenant_key, batch.tenant_id, \
             batch.project_key, batch.project_id, batch.message_key, batch.priority, $7, \
-            batch.attributes, batch.payload, batch.visible_at \
+            batch.attributes::jsonb, batch.payload, batch.visible_at \
      FROM unnest($1::uuid[], $3::text[], $4::text[], $5::text[], $6::int2[], \
-                 $8::jsonb[], $9::bytea[], $10::timestamptz[], $12::int8[], $13::int8[]) \
+                 $8::text[], $9::bytea[], $10::timestamptz[], $12::int8[], $13::int8[]) \
           AS batch(message_id, tenant_id, project_id, message_key, priority, \
                    attributes, payload, visible_at, tenant_key, project_key) \
      WHERE EXISTS (SELECT 1 FROM remembered)";
 
 /// The messages remembered with an idempotency key.
-pub const SELECT_KEY: &str =
-    "SELECT messages FROM messaging.publish_keys WHERE topic = $1 AND idempotency_key = $2";
+pub const SELECT_KEY: &str = "SELECT messages::text FROM messaging.publish_keys \
+     WHERE topic = $1 AND idempotency_key = $2";
 
 /// Leases up to `$3` visible messages of topic `$1` (key `$10`) at time `$2` until `$4`,
 /// giving the n-th leased message the n-th ack id of `$6`. Candidates already delivered
