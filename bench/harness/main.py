@@ -95,6 +95,24 @@ def machine_info():
     }
 
 
+
+# Headers the ceiling sends with a GET besides content-length's digits: the status line,
+# content-type, content-length, date and the blank line.
+CEILING_GET_HEADER_BYTES = len("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                               "content-length: \r\ndate: Fri, 04 Dec 2026 22:52:12 GMT\r\n\r\n")
+
+
+def ceiling_get_bytes(case, record):
+    """Body size for the ceiling's GETs so that its whole response matches the endpoint's
+    mean response size; None for other methods or when the size is unknown."""
+    size = record.get("response_bytes")
+    if case.load.method != "GET" or not size:
+        return None
+    body = int(size) - CEILING_GET_HEADER_BYTES
+    body -= len(str(max(body, 1)))
+    return max(body, 26)
+
+
 class Bench:
     """One run of the suite: its mode, directories and collected results."""
 
@@ -201,12 +219,18 @@ class Bench:
         return record
 
     def run_http_ceiling(self, case, record):
-        """Runs the ceiling server with the case's own wrk settings and body."""
+        """Runs the ceiling server with the case's own wrk settings and body. For a GET,
+        the ceiling answers a body as large as the endpoint's, so both pay for writing
+        the same bytes."""
+        get_bytes = ceiling_get_bytes(case, record)
         key = (case.load.script, case.load.method, case.load.body, case.load.content_type,
-               case.load.threads, case.load.connections, case.load.env)
+               case.load.threads, case.load.connections, case.load.env, get_bytes)
         if key not in self.ceilings:
+            env = procs.base_env()
+            if get_bytes is not None:
+                env["BENCH_CEILING_GET_BYTES"] = str(get_bytes)
             server = procs.Server([str(self.ceiling_binary), f"{HOST}:{CEILING_PORT}"],
-                                  procs.base_env(), CEILING_PORT,
+                                  env, CEILING_PORT,
                                   self.log_dir / f"ceiling-{case.key}.log")
             try:
                 server.wait_ready("/")

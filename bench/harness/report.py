@@ -417,8 +417,9 @@ figure."""
 
 MEMORY = """\
 *response bytes* is the mean size of a response, headers included. The ceiling returns
-about 80 bytes for a POST (an empty 202) and 130 for a GET, so an endpoint that returns
-a long list also pays for serializing it, and the ratio includes that cost."""
+about 80 bytes for a POST (an empty 202). For a GET it returns a prebuilt body sized so
+that the whole response matches the endpoint's mean size, so both write the same bytes
+and the ratio measures building them, not sending them."""
 
 FLOWS = """\
 The moderation flow submits 1 KiB bodies, checked against 10 000 banned terms, from one

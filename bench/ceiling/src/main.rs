@@ -7,6 +7,10 @@
 //! route serves every body the services take, and what a service spends beyond this
 //! server (building values, validation, middleware, the store) shows up in its ratio.
 //!
+//! A GET endpoint that answers a long list also pays for writing it, so the harness sets
+//! `BENCH_CEILING_GET_BYTES` to the size of the endpoint's body: GETs then answer a JSON
+//! body of that many bytes, built once at startup.
+//!
 //! Usage: `bench-ceiling [ADDRESS]`, default `127.0.0.1:8099`.
 
 use std::net::SocketAddr;
@@ -61,8 +65,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(address: SocketAddr) -> std::io::Result<()> {
+    let get_body = get_body_from_env();
+    let fixed = move || {
+        let body = get_body.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    };
     let router = Router::new()
-        .route("/", get(fixed).post(parse_body))
+        .route("/", get(fixed.clone()).post(parse_body))
         .route(
             "/{*path}",
             get(fixed)
@@ -75,11 +84,20 @@ async fn serve(address: SocketAddr) -> std::io::Result<()> {
     axum::serve(listener, router).await
 }
 
-async fn fixed() -> ([(header::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok","items":[]}"#,
-    )
+/// Builds the GET body: `BENCH_CEILING_GET_BYTES` bytes of JSON when set, else a small
+/// fixed object.
+fn get_body_from_env() -> Bytes {
+    const SMALL: &str = r#"{"status":"ok","items":[]}"#;
+    let size = std::env::var("BENCH_CEILING_GET_BYTES")
+        .ok()
+        .and_then(|text| text.parse::<usize>().ok());
+    match size {
+        // `{"pad":""}` is 10 bytes; the padding makes up the rest.
+        Some(size) if size > 10 => {
+            Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(size - 10)))
+        }
+        _ => Bytes::from_static(SMALL.as_bytes()),
+    }
 }
 
 async fn parse_body(headers: HeaderMap, body: Bytes) -> StatusCode {
