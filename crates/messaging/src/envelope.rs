@@ -12,7 +12,7 @@ use platform::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::model::{Attributes, Delivery, Message, Priority, payload_base64};
+use crate::model::{Attributes, Delivery, Message, Payload, Priority, payload_base64};
 
 /// Returns `{"messages":[...]}` with every message.
 pub fn messages_body(messages: &[Arc<Message>]) -> Vec<u8> {
@@ -63,7 +63,7 @@ pub fn message_body(message: &Message) -> Vec<u8> {
 /// grows.
 fn body_with_capacity<'a>(messages: impl Iterator<Item = &'a Message>) -> Vec<u8> {
     let size: usize = messages
-        .map(|message| 320 + message.payload.len() * 4 / 3 + message.attributes.as_json().len())
+        .map(|message| 320 + message.payload.as_base64().len() + message.attributes.as_json().len())
         .sum();
     Vec::with_capacity(size + 16)
 }
@@ -87,12 +87,8 @@ fn write_fields(out: &mut Vec<u8>, message: &Message) {
     out.extend_from_slice(b"\",\"attributes\":");
     out.extend_from_slice(message.attributes.as_json().as_bytes());
     out.extend_from_slice(b",\"payload_base64\":\"");
-    let start = out.len();
-    out.resize(
-        start + base64::encoded_len(message.payload.len(), true).unwrap_or(0),
-        0,
-    );
-    payload_base64::encode_slice(&message.payload, &mut out[start..]);
+    // The base64 alphabet needs no escaping.
+    out.extend_from_slice(message.payload.as_base64().as_bytes());
     out.push(b'"');
 }
 
@@ -139,8 +135,8 @@ pub fn read_messages(json: &[u8]) -> Result<Vec<Message>, String> {
     stored
         .into_iter()
         .map(|envelope| {
-            let payload = payload_base64::decode(&envelope.payload_base64)
-                .map_err(|error| error.to_string())?;
+            // Checked again because the text goes to clients as it is.
+            payload_base64::decode(&envelope.payload_base64).map_err(|error| error.to_string())?;
             Ok(Message {
                 message_id: envelope.message_id,
                 tenant_id: envelope.tenant_id.into(),
@@ -150,7 +146,7 @@ pub fn read_messages(json: &[u8]) -> Result<Vec<Message>, String> {
                 priority: envelope.priority,
                 published_at: envelope.published_at,
                 attributes: Attributes::from_map(&envelope.attributes),
-                payload,
+                payload: Payload::from_valid_text(envelope.payload_base64),
             })
         })
         .collect()
@@ -184,7 +180,7 @@ mod tests {
             priority: Priority::High,
             published_at: Timestamp::EPOCH,
             attributes: Attributes::from_map(&attributes),
-            payload: b"hi".to_vec(),
+            payload: Payload::from_bytes(b"hi"),
         }
     }
 

@@ -29,7 +29,10 @@ pub(crate) struct CheckedPublish {
     pub tenant_id: String,
     pub project_id: String,
     pub key: String,
+    /// The decoded payload, for stores that keep bytes.
     pub payload: Vec<u8>,
+    /// The payload as the client sent it, which decoded without error.
+    pub payload_text: String,
     pub priority: Priority,
     pub attributes: BTreeMap<String, String>,
     pub delay: Duration,
@@ -64,7 +67,8 @@ pub(crate) fn check_publish(
     let tenant_id = required_id(field("tenant_id"), input.tenant_id)?;
     let project_id = required_id(field("project_id"), input.project_id)?;
     let key = checked_text(field("key"), input.key.unwrap_or_default(), MAX_KEY_LEN)?;
-    let payload = decode_payload(field("payload_base64"), input.payload_base64, max_payload)?;
+    let payload_text = input.payload_base64.unwrap_or_default();
+    let payload = decode_payload(field("payload_base64"), &payload_text, max_payload)?;
     let priority = match input.priority.filter(|text| !text.is_empty()) {
         Some(text) => parse_priority(&field("priority").path(), &text)?,
         None => Priority::Normal,
@@ -82,6 +86,7 @@ pub(crate) fn check_publish(
         project_id,
         key,
         payload,
+        payload_text,
         priority,
         attributes,
         delay,
@@ -190,12 +195,7 @@ fn parse_priority(field: &str, text: &str) -> Result<Priority, Error> {
     })
 }
 
-fn decode_payload(
-    field: Field<'_>,
-    text: Option<String>,
-    max_payload: usize,
-) -> Result<Vec<u8>, Error> {
-    let text = text.unwrap_or_default();
+fn decode_payload(field: Field<'_>, text: &str, max_payload: usize) -> Result<Vec<u8>, Error> {
     let too_large = |size: usize| {
         let field = field.path();
         Error::invalid(
@@ -205,11 +205,11 @@ fn decode_payload(
     };
     // The estimate is at most two bytes above the real size, so only a payload near the
     // limit needs decoding to tell.
-    let estimate = payload_base64::decoded_len_estimate(&text);
+    let estimate = payload_base64::decoded_len_estimate(text);
     if estimate > max_payload + 2 {
         return Err(too_large(estimate));
     }
-    let payload = payload_base64::decode(&text).map_err(|error| {
+    let payload = payload_base64::decode(text).map_err(|error| {
         let field = field.path();
         Error::invalid(
             &field,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::input::{self, CheckedPublish, PublishInput};
-use crate::model::{Attributes, Message, Topic};
+use crate::model::{Attributes, Message, Payload, Topic};
 use crate::store::{
     DeadLetterPolicy, DedupKey, MessageStore, NewMessage, PublishOutcome, StoreError,
 };
@@ -200,6 +200,7 @@ impl Messaging {
                 };
                 NewMessage {
                     visible_at: now.saturating_add(checked.delay),
+                    payload: checked.payload,
                     message: Arc::new(Message {
                         message_id: platform::ids::new_id(),
                         tenant_id: tenants.share(checked.tenant_id),
@@ -209,7 +210,7 @@ impl Messaging {
                         priority: checked.priority,
                         published_at: now,
                         attributes,
-                        payload: checked.payload,
+                        payload: Payload::from_valid_text(checked.payload_text),
                     }),
                 }
             })

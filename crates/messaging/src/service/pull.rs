@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::{Error, Messaging};
 use crate::input;
@@ -120,7 +121,7 @@ impl Messaging {
                 limit: wanted,
                 now,
                 lease_until: now.saturating_add(pull.lease),
-                ack_ids: (0..wanted).map(|_| platform::ids::new_id()).collect(),
+                ack_ids: ack_ids(wanted),
                 dead_letter: dead_letter.clone(),
             };
             let claimed = self.store.claim(&claim).await?;
@@ -149,5 +150,41 @@ impl Messaging {
             tracing::debug!(topic = %pull.topic, count = deliveries.len(), "messages leased");
         }
         Ok(deliveries)
+    }
+}
+
+/// The random low bits of a version 7 id, below its variant bits.
+const RANDOM_BITS: u128 = (1 << 62) - 1;
+
+/// Returns `count` ack ids: one fresh id, then the ids after it, counting up in its random
+/// low bits so the version and variant stay valid. A fresh id per message cost more than
+/// leasing the message in the memory store. Ids of two claims can only meet if their
+/// random bits fall within `count` of each other.
+fn ack_ids(count: usize) -> Vec<Uuid> {
+    let first = platform::ids::new_id().as_u128();
+    (0..count as u128)
+        .map(|offset| {
+            let random = first.wrapping_add(offset) & RANDOM_BITS;
+            Uuid::from_u128((first & !RANDOM_BITS) | random)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn ack_ids_are_distinct_version_7() {
+        let ids = ack_ids(1000);
+
+        assert_eq!(ids.len(), 1000);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000);
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 7);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        }
     }
 }

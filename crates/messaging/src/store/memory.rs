@@ -215,7 +215,7 @@ impl MessageStore for MemoryStore {
                 let candidates: Vec<Uuid> = state
                     .ready
                     .iter()
-                    .filter_map(|key| state.entries.get(&key.2))
+                    .filter_map(|key| state.entries.get(&key.id()))
                     .filter(|entry| {
                         entry.visible_at <= now_micros && matches_filter(&entry.message, claim)
                     })
@@ -394,7 +394,7 @@ impl MessageStore for MemoryStore {
                 if published_at >= published_before.unix_micros() {
                     break;
                 }
-                state.remove(id);
+                state.remove(Uuid::from_u128(id));
                 removed += 1;
             }
         }

@@ -83,7 +83,7 @@ impl PostgresStore {
                 .bind(message.priority.rank())
                 .bind(message.published_at)
                 .bind(message.attributes.as_json())
-                .bind(&message.payload)
+                .bind(&single.payload)
                 .bind(single.visible_at)
                 .bind(key_of(topic.as_str()))
                 .bind(key_of(&message.tenant_id))

@@ -24,7 +24,7 @@ const JSONB_VERSION: u8 = 1;
 pub(super) fn encode(topic: &Topic, messages: &[NewMessage]) -> Vec<u8> {
     let topic_key = key_of(topic.as_str());
     let per_row: usize = 200 + topic.as_str().len();
-    let payloads: usize = messages.iter().map(|new| new.message.payload.len()).sum();
+    let payloads: usize = messages.iter().map(|new| new.payload.len()).sum();
     let mut out = Vec::with_capacity(HEADER.len() + messages.len() * per_row + payloads);
     out.extend_from_slice(HEADER);
 
@@ -49,7 +49,7 @@ pub(super) fn encode(topic: &Topic, messages: &[NewMessage]) -> Vec<u8> {
             &postgres_micros(message.published_at).to_be_bytes(),
         );
         json_field(&mut out, message.attributes.as_json());
-        field(&mut out, &message.payload);
+        field(&mut out, &new.payload);
         field(&mut out, &postgres_micros(new.visible_at).to_be_bytes());
     }
     out.extend_from_slice(&TRAILER);
@@ -82,7 +82,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{Attributes, Message, Priority};
+    use crate::model::{Attributes, Message, Payload, Priority};
 
     fn read_i16(bytes: &[u8]) -> i16 {
         i16::from_be_bytes([bytes[0], bytes[1]])
@@ -106,10 +106,11 @@ mod tests {
             priority: Priority::High,
             published_at,
             attributes: Attributes::from_map(&BTreeMap::from([("a".to_string(), "b".to_string())])),
-            payload: b"hi".to_vec(),
+            payload: Payload::from_bytes(b"hi"),
         };
         let new = NewMessage {
             message: Arc::new(message),
+            payload: b"hi".to_vec(),
             visible_at: published_at,
         };
         let data = encode(&topic, &[new]);

@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Postgres, Row};
 use uuid::Uuid;
 
-use crate::model::{Attributes, Delivery, Message, Priority, Topic, TopicCounts};
+use crate::model::{Attributes, Delivery, Message, Payload, Priority, Topic, TopicCounts};
 use crate::store::NewMessage;
 
 /// Index key of a topic, tenant or project name: the first eight bytes of its SHA-256
@@ -80,7 +80,7 @@ impl MessageRow {
             priority,
             published_at: row.published_at,
             attributes: Attributes::from_map(&row.attributes.0),
-            payload: row.payload,
+            payload: Payload::from_bytes(&row.payload),
         })
     }
 }
@@ -152,7 +152,7 @@ impl Columns {
             columns
                 .attributes
                 .push(message.attributes.as_json().to_string());
-            columns.payloads.push(message.payload.clone());
+            columns.payloads.push(new.payload.clone());
             columns.visible_at.push(new.visible_at);
         }
         columns
