@@ -14,11 +14,12 @@ CREATE TABLE logs.events (
     -- The event's own time (the client's `timestamp`, or its receipt).
     event_time  timestamptz NOT NULL,
     received_at timestamptz NOT NULL,
-    PRIMARY KEY (origin, sequence)
+    -- Recent reads walk this key newest first and the retention sweep oldest first. The
+    -- pipeline sets received_at once, when it accepts the event, so the key identifies
+    -- the event as (origin, sequence) does, and a repeated insert finds it present.
+    PRIMARY KEY (received_at, origin, sequence)
 );
 
--- Recent reads walk newest first by (received_at, origin, sequence), optionally for one
--- source; the retention sweep deletes by received_at. The level minimum is a filter on
--- these scans: four levels are too few for an index of their own to pay.
-CREATE INDEX events_received_idx ON logs.events (received_at, origin, sequence);
+-- Recent reads of one source. The level minimum is a filter on these scans: four levels
+-- are too few for an index of their own to pay.
 CREATE INDEX events_source_idx ON logs.events (source, received_at, origin, sequence);

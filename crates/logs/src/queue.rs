@@ -22,8 +22,9 @@ pub struct QueueFull {
     pub capacity: usize,
     /// Events waiting when the batch arrived.
     pub queued: usize,
-    /// Events in the rejected batch.
-    pub batch: usize,
+    /// Events in the rejected batch; `None` when it was rejected unread because the
+    /// queue had no room at all.
+    pub batch: Option<usize>,
 }
 
 /// The queue shared by the ingest path and the sink workers.
@@ -91,7 +92,7 @@ impl Queue {
                 return Err(QueueFull {
                     capacity: self.capacity,
                     queued: state.queued_events,
-                    batch: count,
+                    batch: Some(count),
                 });
             }
             // A clock that steps back must not reorder received_at against sequences.
@@ -169,6 +170,16 @@ impl Queue {
             .collect()
     }
 
+    /// Describes the queue when it has no room for even one more event.
+    pub fn full(&self) -> Option<QueueFull> {
+        let queued = self.state.lock().queued_events;
+        (queued >= self.capacity).then_some(QueueFull {
+            capacity: self.capacity,
+            queued,
+            batch: None,
+        })
+    }
+
     /// Events waiting for at least one consumer.
     pub fn queued(&self) -> usize {
         self.state.lock().queued_events
@@ -222,11 +233,20 @@ mod tests {
             QueueFull {
                 capacity: 5,
                 queued: 3,
-                batch: 3
+                batch: Some(3)
             }
         );
+        assert_eq!(queue.full(), None);
         queue.push(events(2), at(3)).expect("fits exactly");
         assert_eq!(queue.queued(), 5);
+        assert_eq!(
+            queue.full(),
+            Some(QueueFull {
+                capacity: 5,
+                queued: 5,
+                batch: None
+            })
+        );
     }
 
     #[test]

@@ -34,16 +34,19 @@ pub enum Error {
 }
 
 fn describe_full(full: &QueueFull) -> String {
-    if full.batch > full.capacity {
-        format!(
-            "a batch of {} events can never fit into the queue of {} events; split it into smaller batches",
-            full.batch, full.capacity
-        )
-    } else {
-        format!(
-            "the queue cannot take {} more events: {} of {} are waiting for delivery; retry later",
-            full.batch, full.queued, full.capacity
-        )
+    match full.batch {
+        Some(batch) if batch > full.capacity => format!(
+            "a batch of {batch} events can never fit into the queue of {} events; split it into smaller batches",
+            full.capacity
+        ),
+        Some(batch) => format!(
+            "the queue cannot take {batch} more events: {} of {} are waiting for delivery; retry later",
+            full.queued, full.capacity
+        ),
+        None => format!(
+            "the queue is full: {} of {} events are waiting for delivery; retry later",
+            full.queued, full.capacity
+        ),
     }
 }
 
@@ -131,7 +134,14 @@ impl Pipeline {
 
     /// Validates a body and queues its events at or above the minimum level as one
     /// batch. Any invalid event, or a batch that does not fit, rejects the whole body.
+    ///
+    /// While the queue has no room at all, the body is rejected unread: no batch with an
+    /// event to queue can fit, and parsing bodies only to reject them would take the CPU
+    /// the sinks need to make room.
     pub fn ingest(&self, body: Bytes, format: BodyFormat) -> Result<IngestSummary, Error> {
+        if let Some(full) = self.queue.full() {
+            return Err(Error::QueueFull(full));
+        }
         let receipt = self.clock.now();
         let parsed = parse::parse_body(body, format, receipt, self.min_level)?;
         let accepted = parsed.events.len();

@@ -589,6 +589,20 @@ async fn full_queue_rejects_whole_batch(app: TestApp) {
 
     expect_counts(&app.post_json(event("a", "kept 4")).await, 1, 0);
 
+    // With no room at all, bodies are rejected before they are read.
+    for body in [
+        json!({"source": "a"}),
+        json!({"source": "a", "message": "m", "level": "debug"}),
+    ] {
+        let response = app.post_json(body).await;
+        response.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
+        assert!(
+            response.text().contains("the queue is full: 4 of 4"),
+            "{}",
+            response.text()
+        );
+    }
+
     gate.open();
     let expected = ["kept 1", "kept 2", "kept 3", "kept 4"];
     assert_eq!(app.recent_messages("").await, expected);

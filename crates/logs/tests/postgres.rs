@@ -209,29 +209,37 @@ async fn repeated_write_inserts_nothing_twice() {
         &Settings::default(),
     );
     let at = Timestamp::parse("2030-01-01T00:00:00Z").expect("valid");
-    let batch = Arc::new(Batch {
-        origin: uuid::Uuid::now_v7(),
-        received_at: at,
-        first_sequence: 1,
-        events: vec![
-            LogEvent {
-                source: Text::from("api"),
-                level: Level::Info,
-                message: Text::from("once"),
-                fields: Fields::default(),
-                timestamp: at,
-            };
-            3
-        ],
-    });
+    let origin = uuid::Uuid::now_v7();
+    let batch = |first_sequence: u64| {
+        Arc::new(Batch {
+            origin,
+            received_at: at,
+            first_sequence,
+            events: vec![
+                LogEvent {
+                    source: Text::from("api"),
+                    level: Level::Info,
+                    message: Text::from("once"),
+                    fields: Fields::default(),
+                    timestamp: at,
+                };
+                3
+            ],
+        })
+    };
+    let (first, second) = (batch(1), batch(4));
 
-    // A write whose acknowledgement was lost is retried with the same batch.
-    store
-        .write(std::slice::from_ref(&batch))
-        .await
-        .expect("first write");
-    store.write(&[batch]).await.expect("retried write");
-    assert_eq!(stored_count(&database.pool).await, 3);
+    // A write whose acknowledgement was lost is retried with the same batches. The
+    // delivery is split over two connections, so each part meets its own rows again.
+    let delivery = [first.clone(), second.clone()];
+    store.write(&delivery).await.expect("first write");
+    store.write(&delivery).await.expect("retried write");
+    assert_eq!(stored_count(&database.pool).await, 6);
+
+    // A delivery whose first part is stored already stores its second part.
+    let third = batch(7);
+    store.write(&[second, third]).await.expect("retried write");
+    assert_eq!(stored_count(&database.pool).await, 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
