@@ -205,6 +205,12 @@ impl Payload {
     pub fn as_base64(&self) -> &str {
         &self.0
     }
+
+    /// Decodes the payload. The text was checked when the message was published or
+    /// encoded from bytes, so it always decodes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        payload_base64::decode(&self.0).unwrap_or_default()
+    }
 }
 
 /// One delivery of a message to one consumer.
@@ -315,6 +321,64 @@ pub mod payload_base64 {
     /// Decodes standard base64 with or without padding.
     pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
         LENIENT.decode(text)
+    }
+
+    /// Decodes like `decode`, appending the bytes to `out`.
+    pub fn decode_into(text: &str, out: &mut Vec<u8>) -> Result<(), base64::DecodeError> {
+        LENIENT.decode_vec(text, out)
+    }
+
+    /// Marks bytes outside the standard alphabet.
+    const INVALID: u8 = 0xff;
+
+    /// The value of each byte in the standard alphabet.
+    const VALUES: [u8; 256] = {
+        let mut values = [INVALID; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut index = 0;
+        while index < alphabet.len() {
+            values[alphabet[index] as usize] = index as u8;
+            index += 1;
+        }
+        values
+    };
+
+    /// Returns the decoded length of text that `decode` accepts, checking it without
+    /// decoding: publishing keeps the text, so the bytes are not needed. `None` means
+    /// `decode` may reject it; call `decode` for the reason.
+    pub fn checked_len(text: &str) -> Option<usize> {
+        let bytes = text.as_bytes();
+        let padding = bytes
+            .iter()
+            .rev()
+            .take(2)
+            .take_while(|byte| **byte == b'=')
+            .count();
+        let symbols = &bytes[..bytes.len() - padding];
+        let partial = symbols.len() % 4;
+        // Padding may be left out in part or whole, and one symbol cannot end a group.
+        if partial == 1 || padding > (4 - partial) % 4 {
+            return None;
+        }
+        // Values are below 64, so one merged high bit marks a byte outside the alphabet,
+        // and the loop needs no branch per byte.
+        let merged = symbols
+            .iter()
+            .fold(0, |merged, byte| merged | VALUES[usize::from(*byte)]);
+        if merged & 0x80 != 0 {
+            return None;
+        }
+        // The bits of the last symbol past the last byte must be zero.
+        let unused_mask = match partial {
+            2 => 0x0f,
+            3 => 0x03,
+            _ => 0,
+        };
+        let last = symbols.last().map_or(0, |byte| VALUES[usize::from(*byte)]);
+        if last & unused_mask != 0 {
+            return None;
+        }
+        Some(symbols.len() / 4 * 3 + partial.saturating_sub(1))
     }
 
     /// Upper bound of the decoded size of `text`, to reject oversized payloads before
@@ -430,6 +494,30 @@ mod tests {
             let payload = Payload::from_valid_text(unpadded);
             assert_eq!(payload.as_base64(), padded);
             assert_eq!(payload, Payload::from_bytes(&bytes));
+        }
+    }
+
+    #[test]
+    fn checked_len_agrees_with_decode() {
+        // Every string of up to six symbols over values with and without low bits set,
+        // padding and a byte outside the alphabet.
+        let symbols = [b'A', b'B', b'Q', b'g', b'/', b'=', b'-'];
+        let mut texts = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|text| text.len() == texts.last().map_or(0, String::len))
+                .flat_map(|text| {
+                    symbols
+                        .iter()
+                        .map(move |symbol| format!("{text}{}", *symbol as char))
+                })
+                .collect();
+            texts.extend(longer);
+        }
+        for text in &texts {
+            let decoded = payload_base64::decode(text).map(|bytes| bytes.len()).ok();
+            assert_eq!(payload_base64::checked_len(text), decoded, "{text:?}");
         }
     }
 }

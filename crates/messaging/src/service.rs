@@ -200,7 +200,6 @@ impl Messaging {
                 };
                 NewMessage {
                     visible_at: now.saturating_add(checked.delay),
-                    payload: checked.payload,
                     message: Arc::new(Message {
                         message_id: platform::ids::new_id(),
                         tenant_id: tenants.share(checked.tenant_id),

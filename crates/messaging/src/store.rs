@@ -36,8 +36,6 @@ pub enum StoreError {
 pub struct NewMessage {
     pub message: Arc<Message>,
     pub visible_at: Timestamp,
-    /// The decoded payload, for stores that keep bytes; the message carries its text.
-    pub payload: Vec<u8>,
 }
 
 /// An idempotency key and the window it is remembered for.

@@ -83,7 +83,7 @@ impl PostgresStore {
                 .bind(message.priority.rank())
                 .bind(message.published_at)
                 .bind(message.attributes.as_json())
-                .bind(&single.payload)
+                .bind(message.payload.to_bytes())
                 .bind(single.visible_at)
                 .bind(key_of(topic.as_str()))
                 .bind(key_of(&message.tenant_id))

@@ -6,7 +6,7 @@
 use platform::Timestamp;
 
 use super::rows::{KeyCache, key_of};
-use crate::model::Topic;
+use crate::model::{Topic, payload_base64};
 use crate::store::NewMessage;
 
 /// The fixed start of binary `COPY` data: signature, flags, header extension length.
@@ -24,7 +24,10 @@ const JSONB_VERSION: u8 = 1;
 pub(super) fn encode(topic: &Topic, messages: &[NewMessage]) -> Vec<u8> {
     let topic_key = key_of(topic.as_str());
     let per_row: usize = 200 + topic.as_str().len();
-    let payloads: usize = messages.iter().map(|new| new.payload.len()).sum();
+    let payloads: usize = messages
+        .iter()
+        .map(|new| new.message.payload.as_base64().len())
+        .sum();
     let mut out = Vec::with_capacity(HEADER.len() + messages.len() * per_row + payloads);
     out.extend_from_slice(HEADER);
 
@@ -49,7 +52,7 @@ pub(super) fn encode(topic: &Topic, messages: &[NewMessage]) -> Vec<u8> {
             &postgres_micros(message.published_at).to_be_bytes(),
         );
         json_field(&mut out, message.attributes.as_json());
-        field(&mut out, &new.payload);
+        payload_field(&mut out, message.payload.as_base64());
         field(&mut out, &postgres_micros(new.visible_at).to_be_bytes());
     }
     out.extend_from_slice(&TRAILER);
@@ -70,6 +73,19 @@ fn json_field(out: &mut Vec<u8>, json: &str) {
     out.extend_from_slice(&len.to_be_bytes());
     out.push(JSONB_VERSION);
     out.extend_from_slice(json.as_bytes());
+}
+
+/// Writes a `bytea` field, decoding the payload text in place and filling in the length
+/// afterwards.
+fn payload_field(out: &mut Vec<u8>, base64: &str) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    // The text was checked when the message was published.
+    if payload_base64::decode_into(base64, out).is_err() {
+        out.truncate(start + 4);
+    }
+    let len = i32::try_from(out.len() - start - 4).unwrap_or(i32::MAX);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 fn postgres_micros(at: Timestamp) -> i64 {
@@ -110,7 +126,6 @@ mod tests {
         };
         let new = NewMessage {
             message: Arc::new(message),
-            payload: b"hi".to_vec(),
             visible_at: published_at,
         };
         let data = encode(&topic, &[new]);

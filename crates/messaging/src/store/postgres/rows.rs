@@ -152,7 +152,7 @@ impl Columns {
             columns
                 .attributes
                 .push(message.attributes.as_json().to_string());
-            columns.payloads.push(new.payload.clone());
+            columns.payloads.push(message.payload.to_bytes());
             columns.visible_at.push(new.visible_at);
         }
         columns
