@@ -220,7 +220,7 @@ class Bench:
 
     def run_http_ceiling(self, case, record):
         """Runs the ceiling server with the case's own wrk settings and body. For a GET,
-        the ceiling answers a body as large as the endpoint's, so both pay for writing
+        the ceiling returns a body as large as the endpoint's, so both pay for writing
         the same bytes."""
         get_bytes = ceiling_get_bytes(case, record)
         key = (case.load.script, case.load.method, case.load.body, case.load.content_type,

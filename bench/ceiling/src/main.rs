@@ -7,8 +7,8 @@
 //! route serves every body the services take, and what a service spends beyond this
 //! server (building values, validation, middleware, the store) shows up in its ratio.
 //!
-//! A GET endpoint that answers a long list also pays for writing it, so the harness sets
-//! `BENCH_CEILING_GET_BYTES` to the size of the endpoint's body: GETs then answer a JSON
+//! A GET endpoint that returns a long list also pays for writing it, so the harness sets
+//! `BENCH_CEILING_GET_BYTES` to the size of the endpoint's body: GETs then return a JSON
 //! body of that many bytes, built once at startup.
 //!
 //! Usage: `bench-ceiling [ADDRESS]`, default `127.0.0.1:8099`.

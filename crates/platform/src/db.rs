@@ -40,7 +40,7 @@ pub enum DbStartError {
         #[source]
         source: sqlx::Error,
     },
-    /// Postgres answered with an error that retrying cannot fix (no such database, bad
+    /// Postgres returned an error that retrying cannot fix (no such database, bad
     /// credentials).
     #[error("Postgres at {target} rejected the connection: {reason}; {hint}")]
     Rejected {

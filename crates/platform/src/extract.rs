@@ -85,9 +85,9 @@ pub fn is_json_media_type(kind: &str) -> bool {
 
 /// Deserializes JSON bytes, naming the path of a wrongly typed value.
 ///
-/// Valid input is parsed once without path tracking; only input that fails is parsed
-/// again with `serde_path_to_error` to name the field, because tracking costs on every
-/// value.
+/// Valid input is parsed once without path tracking, because tracking costs on every
+/// value. Only input that fails is parsed again with `serde_path_to_error` to name the
+/// field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let starts_array = bytes
         .iter()
@@ -165,7 +165,7 @@ fn not_an_object(path: &str) -> ApiError {
 
 /// True when `T` deserializes from a struct. serde_json fills a struct from an array by
 /// position, so a body such as `["a", "b", "c"]` would pass as an object with three
-/// fields; callers reject arrays where this returns true.
+/// fields. Callers reject arrays where this returns true.
 fn expects_struct<T: DeserializeOwned>() -> bool {
     !crate::config::field_names::<T>().is_empty()
 }

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 pub struct FieldError {
     /// JSON path of the field (`tenant_id`, `labels.route`, `[3].value`).
     pub field: String,
-    /// What is wrong and what to send instead.
+    /// Description of the fault and of the value to send instead.
     pub message: String,
 }
 

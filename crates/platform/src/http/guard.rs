@@ -1,5 +1,5 @@
 //! The innermost shared middleware: the request timeout, the body limit note for 413
-//! messages, and JSON bodies for the errors that axum and tower-http answer without one
+//! messages, and JSON bodies for the errors that axum and tower-http send without one
 //! (404, 405, 413). One hand-written layer does all three, because axum's `from_fn`
 //! clones and boxes the inner service on every request.
 

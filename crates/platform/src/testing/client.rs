@@ -30,7 +30,7 @@ impl TestClient {
         }
     }
 
-    /// Polls `/readyz` until it answers 200 or `timeout` passes; true when ready.
+    /// Polls `/readyz` until it returns 200 or `timeout` passes; true when ready.
     pub async fn wait_until_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
