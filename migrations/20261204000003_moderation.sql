@@ -17,6 +17,19 @@ CREATE TABLE moderation.jobs (
 -- Claims take the oldest unclaimed or expired job in primary key order. The rows that
 -- scan skips are the jobs in hand, at most one per worker, so no other index is needed.
 
+-- Jobs ever accepted and jobs ever decided, in two rows. Their difference is the number
+-- of rows in moderation.jobs: a submission adds 1 to `submitted` in the statement that
+-- inserts its job, and a decision adds 1 to `decided` in the statement that deletes it.
+-- A submission checks the queue size against the difference while it holds the lock on
+-- the `submitted` row, so concurrent submissions on any replica never exceed it.
+-- Decisions lock the other row, so they never wait for submissions. Empty this table
+-- together with moderation.jobs; missing rows count as 0.
+CREATE TABLE moderation.job_counts (
+    kind  text   PRIMARY KEY CHECK (kind IN ('submitted', 'decided')),
+    total bigint NOT NULL CHECK (total >= 0)
+);
+INSERT INTO moderation.job_counts (kind, total) VALUES ('submitted', 0), ('decided', 0);
+
 -- A decision stays here until it is handed out once; the identity gives the order in
 -- which decisions were recorded.
 CREATE TABLE moderation.decisions (

@@ -67,7 +67,8 @@ SERVICES = {
     ),
     "moderation": Service(
         "moderation", "ugc-worker", "ugc-worker", "UGC_", 19083,
-        ("moderation.jobs", "moderation.decisions"),
+        # The job counts go with the jobs: their difference is the queue's length.
+        ("moderation.jobs", "moderation.decisions", "moderation.job_counts"),
         settings={
             "UGC_QUEUE_SIZE": (
                 "1000000",

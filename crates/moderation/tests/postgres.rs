@@ -58,6 +58,23 @@ async fn submit(client: &TestClient, content_id: &str, body: &str) -> TestRespon
         .await
 }
 
+/// Submits `count` jobs at once, alternating between two replicas.
+async fn submit_alternately(
+    first: &TestClient,
+    second: &TestClient,
+    count: usize,
+) -> Vec<TestResponse> {
+    let submissions = (0..count).map(|index| {
+        let client = if index.is_multiple_of(2) {
+            first
+        } else {
+            second
+        };
+        async move { submit(client, &format!("content-{index}"), "hello").await }
+    });
+    futures::future::join_all(submissions).await
+}
+
 fn content_id(decision: &Value) -> String {
     decision["job"]["content_id"]
         .as_str()
@@ -214,15 +231,7 @@ async fn queue_size_holds_across_replicas() {
     let first = replica(database.pool.clone(), system_clock(), 5);
     let second = replica(database.another_pool(5).await, system_clock(), 5);
 
-    let submissions = (0..40_usize).map(|index| {
-        let client = if index.is_multiple_of(2) {
-            first.client.clone()
-        } else {
-            second.client.clone()
-        };
-        async move { submit(&client, &format!("content-{index}"), "hello").await }
-    });
-    let responses = futures::future::join_all(submissions).await;
+    let responses = submit_alternately(&first.client, &second.client, 40).await;
     let accepted = responses
         .iter()
         .filter(|response| response.status == StatusCode::ACCEPTED)
@@ -342,4 +351,51 @@ async fn jobs_and_decisions_survive_new_instance() {
     assert_eq!(content_id(&response.json()), "waiting");
     let response = new.client.get("/jobs/next").send().await;
     response.expect_status(StatusCode::NO_CONTENT);
+}
+
+async fn job_count(pool: &PgPool, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT total FROM moderation.job_counts WHERE kind = $1")
+        .bind(kind)
+        .fetch_one(pool)
+        .await
+        .expect("read job count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_counts_follow_the_queue() {
+    let database = TestDatabase::create().await;
+    let first = replica(database.pool.clone(), system_clock(), 1000);
+    let second = replica(database.another_pool(5).await, system_clock(), 1000);
+
+    for response in submit_alternately(&first.client, &second.client, 10).await {
+        response.expect_status(StatusCode::ACCEPTED);
+    }
+    for moderator in [&first.moderator, &second.moderator] {
+        for _ in 0..2 {
+            let outcome = moderator.process_next().await.expect("process");
+            assert_eq!(outcome, Processed::Decided(Verdict::Approved));
+        }
+    }
+
+    assert_eq!(job_count(&database.pool, "submitted").await, 10);
+    assert_eq!(job_count(&database.pool, "decided").await, 4);
+    assert_eq!(count_rows(&database.pool, "jobs").await, 6);
+
+    // Emptied together with the jobs, the counts start again from zero.
+    sqlx::query("TRUNCATE moderation.jobs, moderation.job_counts")
+        .execute(&database.pool)
+        .await
+        .expect("truncate");
+    let small = replica(database.pool.clone(), system_clock(), 1);
+    submit(&small.client, "after", "hello")
+        .await
+        .expect_status(StatusCode::ACCEPTED);
+    let response = submit(&small.client, "over", "hello").await;
+    response.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
+    let outcome = small.moderator.process_next().await.expect("process");
+    assert_eq!(outcome, Processed::Decided(Verdict::Approved));
+    assert_eq!(job_count(&database.pool, "decided").await, 1);
+    submit(&small.client, "again", "hello")
+        .await
+        .expect_status(StatusCode::ACCEPTED);
 }

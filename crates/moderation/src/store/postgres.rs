@@ -8,10 +8,6 @@ use uuid::Uuid;
 use super::{Claim, Claimed, ClaimedJob, Enqueued, JobId, ModerationStore, StoreError};
 use crate::model::{Decision, Evaluation, Job, Verdict};
 
-/// Advisory lock key that serialises submissions across replicas, so the queue size check
-/// and the insert act as one step. The bytes spell "ugcqueue".
-const QUEUE_LOCK: i64 = 0x7567_6371_7565_7565;
-
 /// The queue and the decisions in Postgres.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -80,20 +76,23 @@ impl TryFrom<DecisionRow> for Decision {
 #[async_trait]
 impl ModerationStore for PostgresStore {
     async fn enqueue(&self, job: &Job, queue_size: usize) -> Result<Enqueued, StoreError> {
-        // The lock and the counting insert are separate statements on purpose: under READ
-        // COMMITTED each statement takes a fresh snapshot, so the count, taken after the
-        // lock is acquired, includes every job that earlier lock holders committed. Submissions
-        // thus never push the count past `queue_size`. Completions do not take the lock, so
-        // a submission that races with one may be refused while a slot is freeing.
-        let mut transaction = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(QUEUE_LOCK)
-            .execute(&mut *transaction)
-            .await?;
+        // One statement adds 1 to `submitted` only while `submitted - decided`, the number
+        // of undecided jobs, is below the queue size, and inserts the job only then. The
+        // `submitted` row stays locked until the statement commits, so submissions on
+        // every replica pass the check one at a time against the latest count. `decided`
+        // is read from the statement's snapshot; it only grows, so a decision committed
+        // meanwhile can only make the check stricter. A missing row counts as 0.
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO moderation.jobs (content_id, author_id, body, submitted) \
-             SELECT $1, $2, $3, $4 \
-             WHERE (SELECT count(*) FROM moderation.jobs) < $5 \
+            "WITH admitted AS ( \
+                 INSERT INTO moderation.job_counts AS counts (kind, total) \
+                 VALUES ('submitted', 1) \
+                 ON CONFLICT (kind) DO UPDATE SET total = counts.total + 1 \
+                 WHERE counts.total - coalesce( \
+                     (SELECT decided.total FROM moderation.job_counts AS decided \
+                      WHERE decided.kind = 'decided'), 0) < $5 \
+                 RETURNING total) \
+             INSERT INTO moderation.jobs (content_id, author_id, body, submitted) \
+             SELECT $1, $2, $3, $4 FROM admitted \
              RETURNING job_id",
         )
         .bind(&job.content_id)
@@ -101,9 +100,8 @@ impl ModerationStore for PostgresStore {
         .bind(&job.body)
         .bind(job.submitted)
         .bind(i64::try_from(queue_size).unwrap_or(i64::MAX))
-        .fetch_optional(&mut *transaction)
+        .fetch_optional(&self.pool)
         .await?;
-        transaction.commit().await?;
 
         Ok(match inserted {
             Some(_) => Enqueued::Accepted,
@@ -152,12 +150,17 @@ impl ModerationStore for PostgresStore {
         evaluation: &Evaluation,
         processed_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        // One statement: the job leaves the queue and its decision appears together, and
-        // only while this token still owns the claim, so a job is decided exactly once.
+        // One statement: the job leaves the queue, `decided` grows by one and the decision
+        // appears together, and only while this token still owns the claim, so a job is
+        // decided exactly once.
         let recorded: Option<i64> = sqlx::query_scalar(
             "WITH done AS ( \
                  DELETE FROM moderation.jobs WHERE job_id = $1 AND claim_token = $2 \
-                 RETURNING content_id, author_id, body, submitted) \
+                 RETURNING content_id, author_id, body, submitted), \
+             counted AS ( \
+                 INSERT INTO moderation.job_counts AS counts (kind, total) \
+                 SELECT 'decided', 1 FROM done \
+                 ON CONFLICT (kind) DO UPDATE SET total = counts.total + 1) \
              INSERT INTO moderation.decisions \
                  (content_id, author_id, body, submitted, decision, reason, matched_terms, \
                   processed_at) \
