@@ -236,9 +236,13 @@ CASES = [
               env=(("BENCH_BODY_TEMPLATE", "data:job_template.json"),
                    ("BENCH_TEXTS", "data:job_texts.txt"))),
          kind="flow", unit="decisions", produced_unit="jobs",
-         consumer=Load("jobs_consume.lua", "/jobs/next", threads=1, connections=16),
+         # The consumers wait up to 1 s for a decision, as a client of the long poll
+         # would, instead of polling an empty queue in a loop.
+         consumer=Load("jobs_consume.lua", "/jobs/next", threads=1, connections=16,
+                       env=(("BENCH_WAIT_MS", "1000"),)),
          pg_ceiling="moderation-claim",
-         note="producers: 16 connections; consumers: 16 connections polling GET /jobs/next"),
+         note="producers: 16 connections; consumers: 16 connections fetching "
+              "GET /jobs/next?wait_ms=1000"),
     # Notification Service.
     Case("notify", "notification", "POST /notify (in_app)",
          static("/notify", "POST", "notify.json"), pg_ceiling="notification-notify"),

@@ -1,8 +1,12 @@
--- The consumer of the moderation flow: polls GET /jobs/next and counts decisions
--- (200), flagged decisions among them, and polls that found none (204).
+-- The consumer of the moderation flow: polls GET /jobs/next, waiting up to BENCH_WAIT_MS
+-- (0 by default) for a decision, and counts decisions (200), flagged decisions among
+-- them, and polls that found none (204).
 
 package.path = "bench/wrk/?.lua;" .. package.path
 require("common")
+
+local wait_ms = os.getenv("BENCH_WAIT_MS") or "0"
+wrk.path = "/jobs/next?wait_ms=" .. wait_ms
 
 counters = { "decisions", "flagged", "empty_polls" }
 decisions = 0

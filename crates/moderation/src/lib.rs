@@ -48,12 +48,10 @@ fn build(context: Context) -> BoxFuture<'static, Result<Service, StartError>> {
         );
 
         let store = store::open(&context.backend, &settings);
-        let moderator = Arc::new(Moderator::new(
-            store,
-            policy,
-            context.clock.clone(),
-            settings.queue(),
-        ));
+        let moderator = Arc::new(
+            Moderator::new(store, policy, context.clock.clone(), settings.queue())
+                .with_long_polls(context.shutdown.clone(), settings.poll_interval),
+        );
         worker::spawn(
             &moderator,
             &context.workers,

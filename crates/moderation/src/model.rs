@@ -9,6 +9,8 @@ use serde::Serialize;
 pub const MAX_ID_LEN: usize = 256;
 /// Largest `body`, in bytes of UTF-8. The request body limit applies as well.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest wait `GET /jobs/next` accepts, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 30_000;
 
 /// Content submitted for moderation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

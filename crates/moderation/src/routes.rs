@@ -1,6 +1,7 @@
 //! HTTP endpoints of the UGC Worker: parse, call the service, map errors.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -8,12 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use platform::ApiError;
-use platform::extract::{Json, from_value};
+use platform::extract::{Json, Params, from_value};
 use platform::http::get_changing_state;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::model::Job;
+use crate::model::{Job, MAX_WAIT_MS};
 use crate::service::{Error, Moderator, NewJob};
 use crate::store::StoreError;
 
@@ -51,8 +52,13 @@ async fn submit(
     Ok((StatusCode::ACCEPTED, axum::Json(job)))
 }
 
-async fn next(State(moderator): State<Arc<Moderator>>) -> Result<Response, ApiError> {
-    Ok(match moderator.next_decision().await? {
+async fn next(
+    State(moderator): State<Arc<Moderator>>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let wait_ms = params.integer("wait_ms", 0..=MAX_WAIT_MS)?.unwrap_or(0);
+    let wait = Duration::from_millis(wait_ms);
+    Ok(match moderator.next_decision(wait).await? {
         Some(decision) => axum::Json(decision).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })

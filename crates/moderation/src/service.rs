@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use platform::SharedClock;
 use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::model::{Decision, Job, MAX_BODY_BYTES, MAX_ID_LEN, Verdict};
+use crate::model::{Decision, Job, MAX_BODY_BYTES, MAX_ID_LEN, MAX_WAIT_MS, Verdict};
 use crate::policy::Policy;
 use crate::store::{Claim, Claimed, Enqueued, ModerationStore, StoreError};
 
@@ -32,6 +34,10 @@ impl Error {
         }
     }
 }
+
+/// How often a waiting fetch looks for decisions of other replicas unless set otherwise;
+/// the default poll interval of the workers.
+const DEFAULT_RECHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Limits of the job queue.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +79,12 @@ pub struct Moderator {
     job_submitted: Notify,
     /// Woken when a decision is handed out, which frees room in a full memory store.
     decision_taken: Notify,
+    /// Woken when a worker of this instance stores a decision, for waiting fetches.
+    decision_made: Notify,
+    /// Ends waiting fetches early when the process shuts down.
+    shutdown: CancellationToken,
+    /// How often a waiting fetch looks again for decisions that other replicas made.
+    recheck_interval: Duration,
 }
 
 impl Moderator {
@@ -90,7 +102,22 @@ impl Moderator {
             queue,
             job_submitted: Notify::new(),
             decision_taken: Notify::new(),
+            decision_made: Notify::new(),
+            shutdown: CancellationToken::new(),
+            recheck_interval: DEFAULT_RECHECK_INTERVAL,
         }
+    }
+
+    /// Sets what ends waiting fetches early, and how often they look for decisions that
+    /// other replicas made.
+    pub fn with_long_polls(
+        mut self,
+        shutdown: CancellationToken,
+        recheck_interval: Duration,
+    ) -> Self {
+        self.shutdown = shutdown;
+        self.recheck_interval = recheck_interval;
+        self
     }
 
     /// Validates a job and queues it, unless the queue is full.
@@ -120,8 +147,43 @@ impl Moderator {
         }
     }
 
-    /// Hands out the oldest decision not handed out yet, or `None` when none waits.
-    pub async fn next_decision(&self) -> Result<Option<Decision>, Error> {
+    /// Hands out the oldest decision not handed out yet. When none waits, waits up to
+    /// `wait` for one, until the process shuts down, and returns `None` if none came.
+    pub async fn next_decision(&self, wait: Duration) -> Result<Option<Decision>, Error> {
+        if wait.as_millis() > u128::from(MAX_WAIT_MS) {
+            return Err(Error::invalid(
+                "wait_ms",
+                format!(
+                    "wait_ms must be from 0 to {MAX_WAIT_MS}, not {}",
+                    wait.as_millis()
+                ),
+            ));
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            // Registered before the store is read, so that a decision stored meanwhile
+            // still wakes this fetch.
+            let made = self.decision_made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+
+            if let Some(decision) = self.take_decision().await? {
+                return Ok(Some(decision));
+            }
+            let now = Instant::now();
+            if now >= deadline || self.shutdown.is_cancelled() {
+                return Ok(None);
+            }
+            let recheck = (now + self.recheck_interval).min(deadline);
+            tokio::select! {
+                _ = &mut made => {}
+                _ = tokio::time::sleep_until(recheck) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    async fn take_decision(&self) -> Result<Option<Decision>, Error> {
         let decision = self.store.take_decision().await?;
         if let Some(decision) = &decision {
             self.decision_taken.notify_one();
@@ -160,6 +222,7 @@ impl Moderator {
             tracing::warn!(job_id = claimed.id, content_id = %claimed.job.content_id, "claim expired before the decision was stored; the worker that took over decides the job");
             return Ok(Processed::ClaimLost);
         }
+        self.decision_made.notify_one();
         tracing::debug!(job_id = claimed.id, content_id = %claimed.job.content_id, decision = %verdict, "job decided");
         Ok(Processed::Decided(verdict))
     }

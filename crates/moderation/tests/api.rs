@@ -154,6 +154,9 @@ platform::store_suite!(TestApp;
     concurrent_fetches_split_decisions,
     decisions_come_out_in_decision_order,
     head_does_not_consume_decision,
+    next_waits_for_a_decision,
+    next_wait_ends_with_no_content,
+    next_rejects_invalid_wait,
     full_queue_answers_unavailable,
     jobs_in_hand_count_toward_queue,
     spawned_workers_decide_and_stop,
@@ -438,6 +441,59 @@ async fn head_does_not_consume_decision(app: TestApp) {
     assert_eq!(head.header("allow"), Some("GET"));
 
     assert_eq!(content_id(&app.next_decision().await), "content-1");
+}
+
+async fn next_waits_for_a_decision(app: TestApp) {
+    let started = std::time::Instant::now();
+    let (response, ()) = tokio::join!(app.client.get("/jobs/next?wait_ms=20000").send(), async {
+        // The fetch finds nothing at first, then a worker decides a job.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.submit("content-1", "spam").await;
+        assert_eq!(app.decide_all().await, 1);
+    });
+    response.expect_status(StatusCode::OK);
+    assert_eq!(content_id(&response.json()), "content-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the decision ends the wait: {:?}",
+        started.elapsed()
+    );
+    app.next().await.expect_status(StatusCode::NO_CONTENT);
+}
+
+async fn next_wait_ends_with_no_content(app: TestApp) {
+    let started = std::time::Instant::now();
+    let response = app.client.get("/jobs/next?wait_ms=150").send().await;
+    response.expect_status(StatusCode::NO_CONTENT);
+    assert!(response.body.is_empty(), "{}", response.text());
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    let response = app.client.get("/jobs/next?wait_ms=0").send().await;
+    response.expect_status(StatusCode::NO_CONTENT);
+}
+
+async fn next_rejects_invalid_wait(app: TestApp) {
+    for wait in ["30001", "-1", "soon", "1.5"] {
+        let response = app
+            .client
+            .get(&format!("/jobs/next?wait_ms={wait}"))
+            .send()
+            .await;
+        let error =
+            response.expect_error(StatusCode::BAD_REQUEST, "invalid_argument", Some("wait_ms"));
+        assert!(
+            error["message"]
+                .as_str()
+                .expect("message")
+                .contains("wait_ms"),
+            "{error}"
+        );
+    }
+    let response = app.client.get("/jobs/next?wait_ms=30000").send();
+    // The longest wait is accepted; a decision made now ends it at once.
+    app.submit("content-1", "hello").await;
+    assert_eq!(app.decide_all().await, 1);
+    response.await.expect_status(StatusCode::OK);
 }
 
 async fn full_queue_answers_unavailable(app: TestApp) {

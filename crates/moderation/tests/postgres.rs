@@ -33,7 +33,10 @@ fn replica(pool: PgPool, clock: SharedClock, queue_size: usize) -> Replica {
         queue_size,
         claim_lease: CLAIM_LEASE,
     };
-    let moderator = Arc::new(Moderator::new(store.clone(), policy, clock, queue));
+    let moderator = Arc::new(
+        Moderator::new(store.clone(), policy, clock, queue)
+            .with_long_polls(tokio_util::sync::CancellationToken::new(), POLL_INTERVAL),
+    );
     let client = TestClient::new(app(
         routes::router(moderator.clone()),
         Readiness::Postgres(pool),
@@ -398,4 +401,26 @@ async fn job_counts_follow_the_queue() {
     submit(&small.client, "again", "hello")
         .await
         .expect_status(StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_fetch_finds_decision_of_another_replica() {
+    let database = TestDatabase::create().await;
+    let waiting = replica(database.pool.clone(), system_clock(), 10);
+    let deciding = replica(database.another_pool(5).await, system_clock(), 10);
+
+    let (response, ()) = tokio::join!(
+        waiting.client.get("/jobs/next?wait_ms=20000").send(),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            submit(&deciding.client, "elsewhere", "spam")
+                .await
+                .expect_status(StatusCode::ACCEPTED);
+            let outcome = deciding.moderator.process_next().await.expect("process");
+            assert_eq!(outcome, Processed::Decided(Verdict::Flagged));
+        }
+    );
+    // Only the deciding replica is woken; the waiting one finds it when it looks again.
+    response.expect_status(StatusCode::OK);
+    assert_eq!(content_id(&response.json()), "elsewhere");
 }

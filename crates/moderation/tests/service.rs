@@ -12,11 +12,26 @@ use platform::testing::TestClient;
 use platform::time::system_clock;
 use serde_json::json;
 
+/// The service built from `values`, its background workers, and the token that starts
+/// its shutdown.
+struct Built {
+    client: TestClient,
+    workers: platform::server::Workers,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
 async fn build(values: &[(&str, &str)]) -> Result<(TestClient, platform::server::Workers), String> {
+    build_service(values)
+        .await
+        .map(|built| (built.client, built.workers))
+}
+
+async fn build_service(values: &[(&str, &str)]) -> Result<Built, String> {
     let settings = Loader::from_values(SERVICE.config, values);
     let context = test_context(SERVICE.name, settings, Backend::Memory, system_clock())
         .map_err(|error| error.to_string())?;
     let workers = context.workers.clone();
+    let shutdown = context.shutdown.clone();
     let service = (SERVICE.build)(context)
         .await
         .map_err(|error| error.to_string())?;
@@ -25,7 +40,11 @@ async fn build(values: &[(&str, &str)]) -> Result<(TestClient, platform::server:
         Readiness::Always,
         HttpLimits::default(),
     ));
-    Ok((client, workers))
+    Ok(Built {
+        client,
+        workers,
+        shutdown,
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,4 +99,26 @@ async fn zero_workers_stop_startup() {
         .err()
         .expect("startup fails");
     assert!(error.contains("UGC_WORKERS"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_fetch_ends_at_shutdown() {
+    let built = build_service(&[]).await.expect("service builds");
+    let started = std::time::Instant::now();
+    let (response, ()) = tokio::join!(built.client.get("/jobs/next?wait_ms=30000").send(), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        built.shutdown.cancel();
+    });
+    response.expect_status(StatusCode::NO_CONTENT);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    assert!(
+        built.workers.stop(deadline).await,
+        "workers stop on the signal"
+    );
 }
