@@ -355,6 +355,7 @@ pub mod payload_base64 {
             .take_while(|byte| **byte == b'=')
             .count();
         let symbols = &bytes[..bytes.len() - padding];
+
         let partial = symbols.len() % 4;
         // Padding may be left out in part or whole, and one symbol cannot end a group.
         if partial == 1 || padding > (4 - partial) % 4 {
@@ -368,6 +369,7 @@ pub mod payload_base64 {
         if merged & 0x80 != 0 {
             return None;
         }
+
         // The bits of the last symbol past the last byte must be zero.
         let unused_mask = match partial {
             2 => 0x0f,

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use platform::ApiError;
 use platform::extract::{Json, Params, from_value, parse_json};
 use platform::http::get_changing_state;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -105,9 +106,13 @@ async fn publish(
     State(messaging): State<Arc<Messaging>>,
     Path(topic): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<PublishBody>,
+    JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    let body = match parse_valid::<PublishBody>(&bytes) {
+        Some(body) => body,
+        None => parse_json::<PublishBody>(&bytes)?,
+    };
     let published = messaging.publish(&topic, body.into(), key).await?;
     let body = match published.messages.first() {
         Some(message) => envelope::message_body(message),
@@ -136,13 +141,13 @@ async fn publish_batch(
     ))
 }
 
-/// Reads the messages of a batch. A valid body is read straight into its items; a body
-/// that fails is read again item by item, so the error names the first bad item or
-/// the missing or oversized array, and checks the array's length before its items.
+/// Reads the messages of a batch. A valid body is read straight into its items. A body
+/// that fails is read again item by item, so the error names the first bad item, or the
+/// array when it is missing or too long (its length is checked before its items).
 fn batch_inputs(bytes: &[u8]) -> Result<Vec<PublishInput>, ApiError> {
-    if let Ok(BatchBody {
+    if let Some(BatchBody {
         messages: Some(items),
-    }) = serde_json::from_slice::<BatchBody>(bytes)
+    }) = parse_valid::<BatchBody>(bytes)
     {
         check_batch_len("messages", items.len())?;
         return Ok(items.into_iter().map(PublishInput::from).collect());
@@ -157,6 +162,14 @@ fn batch_inputs(bytes: &[u8]) -> Result<Vec<PublishInput>, ApiError> {
             from_value::<PublishBody>(item, &format!("messages[{index}]")).map(PublishInput::from)
         })
         .collect()
+}
+
+/// Parses a body that is valid, checking its UTF-8 once for the whole body so the parser
+/// need not check each string. `None` for any failure: the caller parses again with
+/// `parse_json`, whose error names the field.
+fn parse_valid<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    serde_json::from_str(text).ok()
 }
 
 async fn pull(
