@@ -6,6 +6,7 @@ pub mod input;
 pub mod model;
 pub mod routes;
 pub mod service;
+mod shards;
 pub mod store;
 pub mod wakeup;
 

@@ -1,17 +1,24 @@
 //! Long-poll waiters per topic, woken when a topic may have visible messages.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-/// Waiters of this process by topic. Only topics with a waiter have an entry, and a wake
-/// takes the read lock only, so publishing to different topics never contends here.
-#[derive(Debug, Default)]
+use crate::shards;
+
+/// Waiters of this process by topic. Only topics with a waiter have an entry. The
+/// registry is split into shards by topic, a wake takes only a read lock on its shard,
+/// and a wake with no waiter anywhere takes no lock at all, so publishing never makes
+/// topics wait for each other here.
+#[derive(Debug)]
 pub struct Wakeups {
-    inner: RwLock<Registry>,
+    shards: Box<[RwLock<Registry>]>,
+    /// Live subscriptions in all shards.
+    subscriptions: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -25,6 +32,15 @@ struct Registry {
 /// Smallest registry size at which dead entries are pruned.
 const MIN_PRUNE_AT: usize = 1024;
 
+impl Default for Wakeups {
+    fn default() -> Self {
+        Wakeups {
+            shards: shards::per_shard(),
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Wakeups {
     /// Creates an empty registry.
     pub fn new() -> Self {
@@ -33,7 +49,12 @@ impl Wakeups {
 
     /// Registers interest in `topic` until the returned subscription is dropped.
     pub fn subscribe(self: &Arc<Self>, topic: &str) -> Subscription {
-        let mut registry = self.inner.write();
+        // Counted before the waiter first checks for messages. With the fence in `wake`,
+        // either the publisher reads a count above zero or the waiter's check finds the
+        // message.
+        self.subscriptions.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let mut registry = self.shards[shards::shard_of(topic)].write();
         let notify = match registry.topics.get(topic).and_then(Weak::upgrade) {
             Some(notify) => notify,
             None => {
@@ -57,7 +78,15 @@ impl Wakeups {
 
     /// Wakes every waiter of `topic`.
     pub fn wake(&self, topic: &str) {
-        let notify = self.inner.read().topics.get(topic).and_then(Weak::upgrade);
+        fence(Ordering::SeqCst);
+        if self.subscriptions.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let notify = self.shards[shards::shard_of(topic)]
+            .read()
+            .topics
+            .get(topic)
+            .and_then(Weak::upgrade);
         if let Some(notify) = notify {
             notify.notify_waiters();
         }
@@ -65,21 +94,25 @@ impl Wakeups {
 
     /// Wakes every waiter of every topic, for when notifications may have been missed.
     pub fn wake_all(&self) {
-        let live: Vec<Arc<Notify>> = self
-            .inner
-            .read()
-            .topics
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for notify in live {
-            notify.notify_waiters();
+        for shard in &self.shards {
+            let live: Vec<Arc<Notify>> = shard
+                .read()
+                .topics
+                .values()
+                .filter_map(Weak::upgrade)
+                .collect();
+            for notify in live {
+                notify.notify_waiters();
+            }
         }
     }
 
     /// Number of topics with at least one waiter.
     pub fn topics_waited_on(&self) -> usize {
-        self.inner.read().topics.len()
+        self.shards
+            .iter()
+            .map(|shard| shard.read().topics.len())
+            .sum()
     }
 }
 
@@ -101,12 +134,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Under the write lock no other thread can upgrade the entry, so a count of one
-        // means this subscription has the last handle.
-        let mut registry = self.registry.inner.write();
-        if Arc::strong_count(&self.notify) == 1 {
-            registry.topics.remove(&self.topic);
+        {
+            // Under the write lock no other thread can upgrade the entry, so a count of
+            // one means this subscription has the last handle.
+            let mut registry = self.registry.shards[shards::shard_of(&self.topic)].write();
+            if Arc::strong_count(&self.notify) == 1 {
+                registry.topics.remove(&self.topic);
+            }
         }
+        self.registry.subscriptions.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -16,10 +16,8 @@ use super::{
     Settled, StoreError,
 };
 use crate::model::{Delivery, Topic, TopicCounts};
+use crate::shards;
 use topic::{Entry, KeyRecord, TopicState, into_dead_letter, matches_filter};
-
-/// Number of independently locked parts of the topic map.
-const SHARDS: usize = 16;
 
 type TopicMap = HashMap<String, Arc<Mutex<TopicState>>>;
 
@@ -44,16 +42,12 @@ impl MemoryStore {
             max_keys,
             stored: AtomicUsize::new(0),
             keys: AtomicUsize::new(0),
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shards: shards::per_shard(),
         }
     }
 
     fn shard(&self, name: &str) -> &RwLock<TopicMap> {
-        // FNV-1a: names are short, and the shard only spreads lock traffic.
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        &self.shards[(hash % SHARDS as u64) as usize]
+        &self.shards[shards::shard_of(name)]
     }
 
     /// Runs `apply` on a topic's state, creating the topic if needed.

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -10,6 +11,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::shards;
 use crate::wakeup::Wakeups;
 
 /// The `LISTEN` channel.
@@ -33,31 +35,45 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// all notifying transactions on one lock, which would put every publish of every topic
 /// in one line. A background task sends the announced topics instead, coalesced, in one
 /// statement at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Announcer {
-    pending: Mutex<Pending>,
+    /// Pending topics, split into shards so publishes to different topics do not
+    /// share a lock.
+    shards: Box<[Mutex<HashSet<String>>]>,
+    /// Topics in all shards.
+    count: AtomicUsize,
+    /// Set when too many topics were pending: one wake of every topic replaces them.
+    every_topic: AtomicBool,
     ready: Notify,
 }
 
-#[derive(Debug, Default)]
-struct Pending {
-    topics: HashSet<String>,
-    every_topic: bool,
+impl Default for Announcer {
+    fn default() -> Self {
+        Announcer {
+            shards: shards::per_shard(),
+            count: AtomicUsize::new(0),
+            every_topic: AtomicBool::new(false),
+            ready: Notify::new(),
+        }
+    }
 }
 
 impl Announcer {
     /// Queues a topic; never waits.
     pub(super) fn announce(&self, topic: &str) {
+        if self.every_topic.load(Ordering::Acquire) {
+            return;
+        }
         {
-            let mut pending = self.pending.lock();
-            if pending.every_topic || pending.topics.contains(topic) {
+            let mut pending = self.shards[shards::shard_of(topic)].lock();
+            if pending.contains(topic) {
                 return;
             }
-            if pending.topics.len() >= MAX_PENDING {
-                pending.topics.clear();
-                pending.every_topic = true;
+            if self.count.load(Ordering::Acquire) >= MAX_PENDING {
+                self.every_topic.store(true, Ordering::Release);
             } else {
-                pending.topics.insert(topic.to_string());
+                pending.insert(topic.to_string());
+                self.count.fetch_add(1, Ordering::AcqRel);
             }
         }
         self.ready.notify_one();
@@ -65,17 +81,21 @@ impl Announcer {
 
     /// Number of topics waiting to be sent.
     pub(super) fn pending(&self) -> usize {
-        let pending = self.pending.lock();
-        pending.topics.len() + usize::from(pending.every_topic)
+        self.count.load(Ordering::Acquire) + usize::from(self.every_topic.load(Ordering::Acquire))
     }
 
     fn take(&self) -> Vec<String> {
-        let mut pending = self.pending.lock();
-        if std::mem::take(&mut pending.every_topic) {
-            pending.topics.clear();
+        let every_topic = self.every_topic.swap(false, Ordering::AcqRel);
+        let mut topics = Vec::new();
+        for shard in &self.shards {
+            let mut pending = shard.lock();
+            self.count.fetch_sub(pending.len(), Ordering::AcqRel);
+            topics.extend(pending.drain());
+        }
+        if every_topic {
             return vec![EVERY_TOPIC.to_string()];
         }
-        pending.topics.drain().collect()
+        topics
     }
 
     /// Sends pending topics until `stop` fires. A failed send is dropped: waiters check
@@ -183,4 +203,36 @@ async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_topics_are_sent_once() {
+        let announcer = Announcer::default();
+        announcer.announce("orders");
+        announcer.announce("orders");
+        announcer.announce("invoices");
+
+        assert_eq!(announcer.pending(), 2);
+        let mut topics = announcer.take();
+        topics.sort();
+        assert_eq!(topics, ["invoices", "orders"]);
+        assert_eq!(announcer.pending(), 0);
+        assert!(announcer.take().is_empty());
+    }
+
+    #[test]
+    fn too_many_topics_collapse_into_one_wake() {
+        let announcer = Announcer::default();
+        for index in 0..=MAX_PENDING {
+            announcer.announce(&format!("topic-{index}"));
+        }
+
+        assert_eq!(announcer.pending(), MAX_PENDING + 1);
+        assert_eq!(announcer.take(), [EVERY_TOPIC]);
+        assert_eq!(announcer.pending(), 0);
+    }
 }
