@@ -1,6 +1,7 @@
 //! The state of one topic in the memory store: its messages and the indexes that order them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -99,6 +100,10 @@ fn mix(mut value: u64) -> u64 {
 
 pub(super) type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
 
+/// Skipped heap entries tolerated on top of twice the messages before a rebuild, so
+/// small topics do not rebuild all the time.
+const MIN_REBUILD: usize = 1024;
+
 #[derive(Debug, Default)]
 pub(super) struct TopicState {
     /// Set when the topic was dropped from the map; a holder of a stale handle looks up
@@ -107,8 +112,11 @@ pub(super) struct TopicState {
     pub(super) entries: IdMap<Entry>,
     /// Messages visible as of the last `promote`, in delivery order.
     pub(super) ready: BTreeSet<OrderKey>,
-    /// Leased or delayed messages by the time (microseconds) they become visible.
-    pub(super) waiting: BTreeSet<(i64, OrderKey)>,
+    /// Leased or delayed messages by the time (microseconds) they become visible, earliest
+    /// on top. Entries are not removed when their message is acknowledged or its time
+    /// changes: `promote` skips them, because a heap push costs a fraction of an ordered
+    /// set's insert and remove.
+    pub(super) waiting: BinaryHeap<Reverse<(i64, OrderKey)>>,
     /// Every message by publish time in microseconds and id, for retention.
     pub(super) by_age: BTreeSet<(i64, u128)>,
     pub(super) keys: HashMap<String, KeyRecord>,
@@ -132,23 +140,23 @@ impl TopicState {
 
     pub(super) fn insert_entry(&mut self, entry: Entry, now: Timestamp) {
         let key = entry.order_key();
-        if entry.visible_at <= now.unix_micros() {
-            self.ready.insert(key);
-        } else {
-            self.waiting.insert((entry.visible_at, key));
-        }
+        let visible_at = entry.visible_at;
         let id = entry.message.message_id;
         self.by_age
             .insert((entry.message.published_at.unix_micros(), id.as_u128()));
         self.entries.insert(id, entry);
+        if visible_at <= now.unix_micros() {
+            self.ready.insert(key);
+        } else {
+            self.wait(visible_at, key);
+        }
     }
 
     pub(super) fn remove(&mut self, id: Uuid) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
         let key = entry.order_key();
-        if !self.waiting.remove(&(entry.visible_at, key)) {
-            self.ready.remove(&key);
-        }
+        // A waiting message leaves its heap entry behind, which `promote` skips.
+        self.ready.remove(&key);
         self.by_age
             .remove(&(entry.message.published_at.unix_micros(), id.as_u128()));
         Some(entry)
@@ -160,25 +168,49 @@ impl TopicState {
             return;
         };
         let key = entry.order_key();
-        if !self.waiting.remove(&(entry.visible_at, key)) {
-            self.ready.remove(&key);
-        }
-        entry.visible_at = visible_at.unix_micros();
+        let micros = visible_at.unix_micros();
+        entry.visible_at = micros;
+        self.ready.remove(&key);
         if visible_at <= now {
             self.ready.insert(key);
         } else {
-            self.waiting.insert((entry.visible_at, key));
+            self.wait(micros, key);
         }
     }
 
-    /// Moves messages whose lease or delay ended by `now` into the ready set.
+    /// Files a message as waiting until `visible_at`. Once skipped entries outnumber the
+    /// messages, the heap is rebuilt from the messages not ready, which keeps it within
+    /// twice their number.
+    fn wait(&mut self, visible_at: i64, key: OrderKey) {
+        self.waiting.push(Reverse((visible_at, key)));
+        if self.waiting.len() > 2 * self.entries.len() + MIN_REBUILD {
+            let waiting: Vec<Reverse<(i64, OrderKey)>> = self
+                .entries
+                .values()
+                .map(|entry| (entry.visible_at, entry.order_key()))
+                .filter(|(_, key)| !self.ready.contains(key))
+                .map(Reverse)
+                .collect();
+            self.waiting = BinaryHeap::from(waiting);
+        }
+    }
+
+    /// Moves messages whose lease or delay ended by `now` into the ready set, skipping
+    /// heap entries of messages that are gone. A message whose time changed is filed
+    /// again by its newest entry; an older one finds it either not yet visible or
+    /// already ready.
     pub(super) fn promote(&mut self, now: Timestamp) {
         let now = now.unix_micros();
-        while let Some(first) = self.waiting.first() {
-            if first.0 > now {
+        while let Some(Reverse((visible_at, key))) = self.waiting.peek().copied() {
+            if visible_at > now {
                 break;
             }
-            if let Some((_, key)) = self.waiting.pop_first() {
+            self.waiting.pop();
+            let visible = self
+                .entries
+                .get(&key.id())
+                .is_some_and(|entry| entry.visible_at <= now);
+            if visible {
                 self.ready.insert(key);
             }
         }
@@ -272,5 +304,46 @@ mod tests {
         let ids: Vec<u128> = keys.iter().map(|key| key.id().as_u128()).collect();
         assert_eq!(ids, [9, u128::MAX, 1, 2, 1]);
         assert_eq!(keys[4].rank_and_time >> 62, 2);
+    }
+
+    fn at(seconds: u64) -> Timestamp {
+        Timestamp::EPOCH.saturating_add(Duration::from_secs(seconds))
+    }
+
+    fn ready_ids(state: &TopicState) -> Vec<u128> {
+        state.ready.iter().map(|key| key.id().as_u128()).collect()
+    }
+
+    #[test]
+    fn leases_return_to_ready_once_over() {
+        let mut state = TopicState::default();
+        for id in 1..=3 {
+            state.insert(Arc::new(message(Priority::Normal, at(0), id)), at(0), at(0));
+        }
+        state.set_visible_at(Uuid::from_u128(1), at(10), at(0));
+        state.set_visible_at(Uuid::from_u128(2), at(5), at(0));
+        // Extended before it ended: only the later time counts.
+        state.set_visible_at(Uuid::from_u128(2), at(20), at(1));
+        state.remove(Uuid::from_u128(1));
+        assert_eq!(ready_ids(&state), [3]);
+
+        state.promote(at(10));
+        assert_eq!(ready_ids(&state), [3]);
+        state.promote(at(20));
+        assert_eq!(ready_ids(&state), [2, 3]);
+        assert!(state.waiting.is_empty());
+    }
+
+    #[test]
+    fn skipped_heap_entries_stay_bounded() {
+        let mut state = TopicState::default();
+        state.insert(Arc::new(message(Priority::Normal, at(0), 1)), at(0), at(0));
+        for second in 1..=5000 {
+            state.set_visible_at(Uuid::from_u128(1), at(second + 100), at(0));
+        }
+
+        assert!(state.waiting.len() <= 2 * state.entries.len() + MIN_REBUILD + 1);
+        state.promote(at(5100));
+        assert_eq!(ready_ids(&state), [1]);
     }
 }
