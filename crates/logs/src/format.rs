@@ -198,21 +198,27 @@ pub(crate) fn push_string(out: &mut Vec<u8>, text: &str) {
 
 /// Finds the first byte that needs escaping, testing eight bytes per step.
 fn first_escape(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 8 {
+        return first_escape_in(bytes, 0);
+    }
     let mut words = bytes.chunks_exact(8);
     for (index, chunk) in words.by_ref().enumerate() {
-        let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
-        if needs_escape(word) {
+        if needs_escape(word_at(chunk)) {
             return first_escape_in(bytes, index * 8);
         }
     }
-    // The last few bytes are tested as one word, padded with a letter.
-    let rest = words.remainder();
-    let mut padded = [b'a'; 8];
-    padded[..rest.len()].copy_from_slice(rest);
-    if needs_escape(u64::from_ne_bytes(padded)) {
-        return first_escape_in(bytes, bytes.len() - rest.len());
+    // The last few bytes are tested with the eight that end the string, which overlap
+    // bytes already tested.
+    let rest = words.remainder().len();
+    if rest > 0 && needs_escape(word_at(&bytes[bytes.len() - 8..])) {
+        return first_escape_in(bytes, bytes.len() - rest);
     }
     None
+}
+
+/// Reads the first eight bytes of `chunk` as one word.
+fn word_at(chunk: &[u8]) -> u64 {
+    u64::from_ne_bytes(chunk[..8].try_into().expect("eight bytes"))
 }
 
 fn first_escape_in(bytes: &[u8], from: usize) -> Option<usize> {
