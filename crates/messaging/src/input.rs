@@ -214,7 +214,10 @@ fn check_payload(field: Field<'_>, text: &str, max_payload: usize) -> Result<(),
                 let field = field.path();
                 Error::invalid(
                     &field,
-                    format!("{field} is not valid standard base64 ({error})"),
+                    format!(
+                        "{field} is not valid standard base64: {}",
+                        payload_base64::describe(&error)
+                    ),
                 )
             })?
             .len(),

@@ -323,6 +323,30 @@ pub mod payload_base64 {
         LENIENT.decode(text)
     }
 
+    /// Says what is wrong with text that failed to decode, in words for an API client:
+    /// the decoder's own wording gives symbols as numbers.
+    pub fn describe(error: &base64::DecodeError) -> String {
+        use base64::DecodeError::*;
+
+        match error {
+            InvalidByte(offset, b'=') => {
+                format!("the padding = at offset {offset} is not at the end of the text")
+            }
+            InvalidByte(offset, byte) => format!(
+                "the character {:?} at offset {offset} is not in the standard alphabet A-Z a-z 0-9 + /",
+                char::from(*byte)
+            ),
+            InvalidLastSymbol(offset, byte) => format!(
+                "the last symbol {:?} at offset {offset} carries bits past the end of the data",
+                char::from(*byte)
+            ),
+            InvalidLength(length) => {
+                format!("a length of {length} cannot encode whole bytes; the text is cut short")
+            }
+            InvalidPadding => "the = padding is misplaced or of the wrong length".to_owned(),
+        }
+    }
+
     /// Decodes like `decode`, appending the bytes to `out`.
     pub fn decode_into(text: &str, out: &mut Vec<u8>) -> Result<(), base64::DecodeError> {
         LENIENT.decode_vec(text, out)
@@ -462,6 +486,30 @@ mod tests {
         assert_eq!(payload_base64::decode("").expect("empty"), b"");
         assert!(payload_base64::decode("a-b_").is_err());
         assert!(payload_base64::decode("a").is_err());
+    }
+
+    #[test]
+    fn decode_errors_are_described_in_words() {
+        let describe = |text: &str| {
+            payload_base64::describe(&payload_base64::decode(text).expect_err("invalid"))
+        };
+
+        assert_eq!(
+            describe("!!!!"),
+            "the character '!' at offset 0 is not in the standard alphabet A-Z a-z 0-9 + /"
+        );
+        assert_eq!(
+            describe("aGl"),
+            "the last symbol 'l' at offset 2 carries bits past the end of the data"
+        );
+        assert_eq!(
+            describe("aGk=a"),
+            "the padding = at offset 3 is not at the end of the text"
+        );
+        assert_eq!(
+            describe("a"),
+            "a length of 1 cannot encode whole bytes; the text is cut short"
+        );
         assert_eq!(payload_base64::encode(b"hi"), "aGk=");
     }
 

@@ -34,7 +34,7 @@ pub enum Error {
     NotFound(String),
     /// The ack id names a delivery that has ended; nothing changed.
     #[error(
-        "ack_id does not name the current delivery of message {message_id}: its lease ended and it was delivered again or released; nothing changed"
+        "ack_id does not name the current delivery of message {message_id}: it belongs to an earlier delivery or to none; pull the message again for a current ack_id; nothing changed"
     )]
     StaleAck { message_id: Uuid },
     /// A single publish replayed an idempotency key that a batch used.
