@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::config::{ConfigError, byte_size, duration};
+use platform::config::{ConfigError, byte_size, display_duration, duration};
 use serde::Deserialize;
 
 use crate::model::{MAX_DELAY_S, MAX_LEASE_S};
@@ -67,8 +67,9 @@ impl Settings {
             return Err(invalid(
                 "VISIBILITY_TIMEOUT",
                 format!(
-                    "expected 1s to {MAX_LEASE_S}s, found {}ms",
-                    lease.as_millis()
+                    "expected 1s to {}, found {}",
+                    display_duration(Duration::from_secs(MAX_LEASE_S)),
+                    display_duration(lease)
                 ),
             ));
         }
@@ -82,8 +83,8 @@ impl Settings {
             return Err(invalid(
                 "RETENTION",
                 format!(
-                    "expected at least 1s, found {}ms",
-                    self.retention.as_millis()
+                    "expected at least 1s, found {}",
+                    display_duration(self.retention)
                 ),
             ));
         }
@@ -108,8 +109,8 @@ impl Settings {
             return Err(invalid(
                 "SWEEP_INTERVAL",
                 format!(
-                    "expected at least 100ms, found {}ms",
-                    self.sweep_interval.as_millis()
+                    "expected at least 100ms, found {}",
+                    display_duration(self.sweep_interval)
                 ),
             ));
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::config::{ConfigError, duration};
+use platform::config::{ConfigError, display_duration, duration};
 use serde::Deserialize;
 
 /// Metrics Collector settings beyond the common ones.
@@ -40,15 +40,19 @@ impl Settings {
         if self.rollup_interval < Duration::from_secs(1) {
             return Err(invalid(
                 "ROLLUP_INTERVAL",
-                format!("expected at least 1s, found {:?}", self.rollup_interval),
+                format!(
+                    "expected at least 1s, found {}",
+                    display_duration(self.rollup_interval)
+                ),
             ));
         }
         if self.retention < self.rollup_interval {
             return Err(invalid(
                 "RETENTION",
                 format!(
-                    "expected at least the roll-up interval ({:?}), found {:?}",
-                    self.rollup_interval, self.retention
+                    "expected at least the roll-up interval ({}), found {}",
+                    display_duration(self.rollup_interval),
+                    display_duration(self.retention)
                 ),
             ));
         }

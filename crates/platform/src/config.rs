@@ -472,6 +472,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text).ok()
 }
 
+/// Writes a duration the way `duration` reads one, for messages about settings:
+/// `13h`, `1m 30s`, `250ms`.
+pub fn display_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
 /// Deserializes a size in bytes: a bare number, or a number with `KiB`, `MiB`, `KB` or `MB`.
 pub fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     const EXPECTED: &str = "a size such as 1048576, 512KiB or 1MiB";
