@@ -40,7 +40,7 @@ pub fn router(messaging: Arc<Messaging>) -> Router {
         .route("/topics/{topic}/stats", get(stats))
         .route(
             "/topics/{topic}/messages",
-            get_changing_state(pull).post(publish),
+            get_changing_state(pull, "GET, POST").post(publish),
         )
         .route("/topics/{topic}/messages:batch", post(publish_batch))
         .route("/topics/{topic}/messages:ack", post(ack_batch))

@@ -531,7 +531,7 @@ async fn head_on_pull_leases_nothing(app: TestApp) {
         .send()
         .await;
     assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(response.header("allow"), Some("GET"));
+    assert_eq!(response.header("allow"), Some("GET, POST"));
 
     let pulled = app.pull("orders", "").await;
     assert_eq!(pulled.len(), 1, "HEAD leased nothing");

@@ -25,7 +25,7 @@ const QUEUE_FULL_RETRY_SECS: u64 = 1;
 pub fn router(moderator: Arc<Moderator>) -> Router {
     Router::new()
         .route("/jobs", post(submit))
-        .route("/jobs/next", get_changing_state(next))
+        .route("/jobs/next", get_changing_state(next, "GET"))
         .with_state(moderator)
 }
 

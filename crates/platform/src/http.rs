@@ -162,16 +162,19 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
 
 /// A GET route whose handler changes state (it leases or hands out work), so `HEAD`
 /// must not reach it: axum would otherwise run the GET handler for `HEAD` too.
-pub fn get_changing_state<H, T, S>(handler: H) -> MethodRouter<S>
+/// `allow` lists the methods the whole path takes, for the refusal's `Allow` header.
+pub fn get_changing_state<H, T, S>(handler: H, allow: &'static str) -> MethodRouter<S>
 where
     H: axum::handler::Handler<T, S>,
     T: 'static,
     S: Clone + Send + Sync + 'static,
 {
-    get(handler).route_layer(middleware::from_fn(reject_head))
+    get(handler).route_layer(middleware::from_fn(move |request: Request, next: Next| {
+        reject_head(request, next, allow)
+    }))
 }
 
-async fn reject_head(request: Request, next: Next) -> Response {
+async fn reject_head(request: Request, next: Next, allow: &'static str) -> Response {
     if request.method() != Method::HEAD {
         return next.run(request).await;
     }
@@ -185,6 +188,6 @@ async fn reject_head(request: Request, next: Next) -> Response {
     .into_response();
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }

@@ -23,7 +23,7 @@ fn demo_routes() -> Router {
         )
         .route(
             "/take",
-            get_changing_state(|| async { "taken" }).post(|| async { "posted" }),
+            get_changing_state(|| async { "taken" }, "GET, POST").post(|| async { "posted" }),
         )
         .route("/panic", get(panicking_handler))
         .route(
@@ -90,7 +90,7 @@ async fn head_never_reaches_state_changing_get() {
         .send()
         .await;
     assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(response.header("allow"), Some("GET"));
+    assert_eq!(response.header("allow"), Some("GET, POST"));
 
     let response = client().get("/take").send().await;
     response.expect_status(StatusCode::OK);
