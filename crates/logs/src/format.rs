@@ -4,11 +4,9 @@
 //! none, and a timestamp already formatted is reused.
 
 use platform::Timestamp;
+use platform::time::RFC3339_LEN;
 
 use crate::model::{Level, RecordRef};
-
-/// Length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-const RFC3339_LEN: usize = 27;
 
 /// Writes records as JSON objects with the fields in the order of the API: `source`,
 /// `level`, `message`, `fields`, `timestamp`, `received_at`, `sequence`.
@@ -80,7 +78,7 @@ impl FormattedTime {
     /// Appends the timestamp as a JSON string, formatting it only when it changed.
     fn push(&mut self, out: &mut Vec<u8>, timestamp: Timestamp) {
         if self.instant != Some(timestamp) {
-            if !write_rfc3339(timestamp, &mut self.text) {
+            if timestamp.write_rfc3339(&mut self.text).is_none() {
                 // Years outside 0000–9999 take the general formatter and are not kept.
                 push_string(out, &timestamp.to_string());
                 return;
@@ -90,40 +88,6 @@ impl FormattedTime {
         out.push(b'"');
         out.extend_from_slice(&self.text);
         out.push(b'"');
-    }
-}
-
-/// Writes the timestamp exactly as `Timestamp`'s `Display` does; false for years outside
-/// 0000–9999, whose text is longer.
-fn write_rfc3339(timestamp: Timestamp, text: &mut [u8; RFC3339_LEN]) -> bool {
-    let datetime = timestamp.as_datetime();
-    let (year, month, day) = datetime.to_calendar_date();
-    if !(0..=9999).contains(&year) {
-        return false;
-    }
-    let (hour, minute, second, micros) = datetime.to_hms_micro();
-    put_digits(&mut text[0..4], year.unsigned_abs());
-    text[4] = b'-';
-    put_digits(&mut text[5..7], u32::from(u8::from(month)));
-    text[7] = b'-';
-    put_digits(&mut text[8..10], u32::from(day));
-    text[10] = b'T';
-    put_digits(&mut text[11..13], u32::from(hour));
-    text[13] = b':';
-    put_digits(&mut text[14..16], u32::from(minute));
-    text[16] = b':';
-    put_digits(&mut text[17..19], u32::from(second));
-    text[19] = b'.';
-    put_digits(&mut text[20..26], micros);
-    text[26] = b'Z';
-    true
-}
-
-/// Writes `value` as decimal digits filling `out`, zero-padded on the left.
-fn put_digits(out: &mut [u8], mut value: u32) {
-    for slot in out.iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
     }
 }
 

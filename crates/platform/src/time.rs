@@ -76,13 +76,13 @@ impl Timestamp {
 }
 
 /// Length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-const RFC3339_LEN: usize = 27;
+pub const RFC3339_LEN: usize = 27;
 
 impl Timestamp {
     /// Writes the RFC 3339 form into `buffer` digit by digit. Every response carries
     /// timestamps, and the general formatter costs several times more. Returns `None`
     /// for years outside 0000–9999, which the general formatter handles.
-    fn write_rfc3339(self, buffer: &mut [u8; RFC3339_LEN]) -> Option<&str> {
+    pub fn write_rfc3339(self, buffer: &mut [u8; RFC3339_LEN]) -> Option<&str> {
         let (year, month, day) = self.0.to_calendar_date();
         if !(0..=9999).contains(&year) {
             return None;
