@@ -151,19 +151,18 @@ impl ContentStore for PostgresStore {
     }
 
     async fn review(&self, id: &str, change: &ReviewChange) -> Result<ReviewOutcome, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let Some(item) = update_state(&mut transaction, id, change).await? else {
-            // Nothing was written; dropping the transaction rolls it back.
-            drop(transaction);
-            return Ok(if item_exists(&self.pool, id).await? {
-                ReviewOutcome::Stale
-            } else {
-                ReviewOutcome::Missing
-            });
-        };
-        insert_review(&mut transaction, id, change, item.updated_at).await?;
-        transaction.commit().await?;
-        Ok(ReviewOutcome::Applied(Box::new(item)))
+        // A client that hangs up drops its request's future. Dropped between COMMIT and
+        // its reply, the transaction would queue a needless ROLLBACK, which Postgres
+        // answers with a warning, so the transaction runs in a task of its own and
+        // always ends with its commit or its rollback.
+        let store = self.clone();
+        let (id, change) = (id.to_owned(), change.clone());
+        let task = tokio::spawn(async move { store.review_in_transaction(&id, &change).await });
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(sqlx::Error::Io(std::io::Error::other(error)).into()),
+        }
     }
 
     async fn reviews(&self, id: &str) -> Result<Option<Vec<Review>>, StoreError> {
@@ -219,6 +218,29 @@ impl ContentStore for PostgresStore {
         Ok(Page::from_overfetch(items, page.size, |item| {
             Cursor::after(item.submitted_at, item.content_id.clone())
         }))
+    }
+}
+
+impl PostgresStore {
+    async fn review_in_transaction(
+        &self,
+        id: &str,
+        change: &ReviewChange,
+    ) -> Result<ReviewOutcome, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+
+        let Some(item) = update_state(&mut transaction, id, change).await? else {
+            // Nothing was written; dropping the transaction rolls it back.
+            drop(transaction);
+            return Ok(if item_exists(&self.pool, id).await? {
+                ReviewOutcome::Stale
+            } else {
+                ReviewOutcome::Missing
+            });
+        };
+        insert_review(&mut transaction, id, change, item.updated_at).await?;
+        transaction.commit().await?;
+        Ok(ReviewOutcome::Applied(Box::new(item)))
     }
 }
 
