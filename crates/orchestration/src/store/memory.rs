@@ -20,7 +20,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_id: HashMap<Uuid, Assignment>,
+    /// Boxed, so that growing the table moves pointers rather than whole assignments
+    /// while the write lock is held.
+    by_id: HashMap<Uuid, Box<Assignment>>,
     by_creation: BTreeSet<(Timestamp, Uuid)>,
 }
 
@@ -48,12 +50,17 @@ impl AssignmentStore for MemoryStore {
             .insert((assignment.created_at, assignment.assignment_id));
         inner
             .by_id
-            .insert(assignment.assignment_id, assignment.clone());
+            .insert(assignment.assignment_id, Box::new(assignment.clone()));
         Ok(())
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Assignment>, StoreError> {
-        Ok(self.inner.read().by_id.get(&id).cloned())
+        Ok(self
+            .inner
+            .read()
+            .by_id
+            .get(&id)
+            .map(|found| Assignment::clone(found)))
     }
 
     async fn change_status(
@@ -73,7 +80,7 @@ impl AssignmentStore for MemoryStore {
             assignment.status_message = message.clone();
         }
         assignment.updated_at = change.at;
-        Ok(ChangeOutcome::Applied(assignment.clone()))
+        Ok(ChangeOutcome::Applied(Assignment::clone(assignment)))
     }
 
     async fn list(
@@ -82,19 +89,21 @@ impl AssignmentStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<Assignment>, StoreError> {
         let inner = self.inner.read();
-        let matching = inner
-            .by_creation
-            .iter()
+        // The index orders ids as their text does, so the cursor's position can be
+        // sought directly instead of walking every newer assignment.
+        let newer_than_cursor = match &page.after {
+            None => inner.by_creation.range(..),
+            Some(cursor) => {
+                let id = Uuid::parse_str(&cursor.id).unwrap_or(Uuid::nil());
+                inner.by_creation.range(..(cursor.created_at(), id))
+            }
+        };
+        let matching = newer_than_cursor
             .rev()
-            .filter(|(created_at, id)| {
-                page.after
-                    .as_ref()
-                    .is_none_or(|cursor| cursor.precedes(*created_at, &id.to_string()))
-            })
             .filter_map(|(_, id)| inner.by_id.get(id))
             .filter(|assignment| filter.matches(assignment))
             .take(page.size + 1)
-            .cloned()
+            .map(|assignment| Assignment::clone(assignment))
             .collect();
         Ok(Page::from_overfetch(matching, page.size, |assignment| {
             Cursor::after(assignment.created_at, assignment.assignment_id.to_string())
