@@ -20,7 +20,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_id: HashMap<String, Entry>,
+    /// Boxed, so that growing the table moves pointers rather than whole items while the
+    /// write lock is held.
+    by_id: HashMap<String, Box<Entry>>,
     by_submission: BTreeSet<(Timestamp, String)>,
 }
 
@@ -62,7 +64,7 @@ impl ContentStore for MemoryStore {
             item: item.clone(),
             reviews: VecDeque::new(),
         };
-        inner.by_id.insert(item.content_id.clone(), entry);
+        inner.by_id.insert(item.content_id.clone(), Box::new(entry));
         Ok(InsertOutcome::Inserted)
     }
 
