@@ -9,15 +9,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-
-/// Body size limit in force, stored in request extensions by the router so that a 413
-/// can name it.
-#[derive(Clone, Copy, Debug)]
-pub struct BodyLimit(pub usize);
 
 /// A JSON request body deserialized into `T`.
 ///
@@ -35,23 +32,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
+/// Capacity a response body starts with: most single-object responses fit, so they are
+/// written without regrowing the buffer (axum's own `Json` starts at 128 bytes).
+const RESPONSE_CAPACITY: usize = 1024;
+
+/// A JSON response body.
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        let mut body = Vec::with_capacity(RESPONSE_CAPACITY);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => {
+                let content_type = HeaderValue::from_static("application/json");
+                ([(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
+            Err(error) => ApiError::internal(error).into_response(),
+        }
+    }
+}
+
 /// Reads a body that must be JSON, returning its bytes.
 pub async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     require_json(request.headers())?;
     read_body(request, state).await
 }
 
-/// Reads a body of any media type, mapping an over-limit body to 413.
+/// Reads a body of any media type, mapping an over-limit body to 413. The router's
+/// middleware words every 413 with the configured limit.
 pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0);
     Bytes::from_request(request, state)
         .await
-        .map_err(|rejection| body_rejection(rejection, limit))
+        .map_err(body_rejection)
 }
 
-fn body_rejection(rejection: BytesRejection, limit: Option<usize>) -> ApiError {
+fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::payload_too_large(limit)
+        ApiError::payload_too_large(None)
     } else {
         ApiError::invalid_argument("the request body could not be read").with_source(rejection)
     }

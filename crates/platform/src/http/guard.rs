@@ -16,7 +16,6 @@ use tower::{Layer, Service};
 
 use super::HttpLimits;
 use crate::error::ApiError;
-use crate::extract::BodyLimit;
 
 /// Wraps routes with [`Guard`].
 #[derive(Clone, Copy, Debug)]
@@ -63,11 +62,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let method = request.method().clone();
         let uri = request.uri().clone();
         let limits = self.limits;
-        request.extensions_mut().insert(BodyLimit(limits.max_body));
         let handled = self.inner.call(request);
 
         Box::pin(async move {
@@ -84,7 +82,12 @@ where
 
             let response = response.map(Body::new);
             let status = response.status();
-            if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+            // Extractors cannot see the configured limit, so every 413 gets its wording
+            // here, where the limit is known.
+            let too_large = status == StatusCode::PAYLOAD_TOO_LARGE;
+            if !(status.is_client_error() || status.is_server_error())
+                || (is_json(&response) && !too_large)
+            {
                 return Ok(response);
             }
             Ok(json_error_body(
