@@ -129,6 +129,13 @@ impl MakeRequestId for RandomRequestId {
 }
 
 fn request_span(request: &Request) -> Span {
+    use tracing::field::Empty;
+
+    let span = tracing::info_span!("request", method = Empty, route = Empty, request_id = Empty);
+    // Below info the span is disabled, and looking up its fields would be wasted work.
+    if span.is_disabled() {
+        return span;
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -138,11 +145,12 @@ fn request_span(request: &Request) -> Span {
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), route, request_id)
+    span.record("method", tracing::field::display(request.method()));
+    span.record("route", route);
+    span.record("request_id", request_id);
+    span
 }
 
-/// Logs each response at debug level: at the default `info` a busy service would spend
-/// more on access lines than on the work. Failures are logged by `ApiError` itself.
 fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _: &Span) {
     tracing::debug!(
         status = response.status().as_u16(),
