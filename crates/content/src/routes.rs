@@ -79,7 +79,7 @@ struct ReviewsBody {
 async fn create(
     State(service): State<Arc<ContentService>>,
     Json(body): Json<CreateBody>,
-) -> Result<(StatusCode, axum::Json<ContentItem>), ApiError> {
+) -> Result<(StatusCode, platform::extract::Json<ContentItem>), ApiError> {
     let input = NewContent {
         content_id: body.content_id,
         tenant_id: body.tenant_id,
@@ -91,41 +91,41 @@ async fn create(
         attributes: body.attributes,
     };
     let item = service.create(input).await?;
-    Ok((StatusCode::CREATED, axum::Json(item)))
+    Ok((StatusCode::CREATED, platform::extract::Json(item)))
 }
 
 async fn fetch(
     State(service): State<Arc<ContentService>>,
     ContentId(id): ContentId,
-) -> Result<axum::Json<ContentItem>, ApiError> {
-    Ok(axum::Json(service.get(&id).await?))
+) -> Result<platform::extract::Json<ContentItem>, ApiError> {
+    Ok(platform::extract::Json(service.get(&id).await?))
 }
 
 async fn review(
     State(service): State<Arc<ContentService>>,
     ContentId(id): ContentId,
     Json(body): Json<ReviewBody>,
-) -> Result<axum::Json<ContentItem>, ApiError> {
+) -> Result<platform::extract::Json<ContentItem>, ApiError> {
     let request = ReviewRequest {
         state: body.state,
         reason: body.reason,
         reviewer: body.reviewer,
     };
-    Ok(axum::Json(service.review(&id, request).await?))
+    Ok(platform::extract::Json(service.review(&id, request).await?))
 }
 
 async fn reviews(
     State(service): State<Arc<ContentService>>,
     ContentId(id): ContentId,
-) -> Result<axum::Json<ReviewsBody>, ApiError> {
+) -> Result<platform::extract::Json<ReviewsBody>, ApiError> {
     let reviews = service.reviews(&id).await?;
-    Ok(axum::Json(ReviewsBody { reviews }))
+    Ok(platform::extract::Json(ReviewsBody { reviews }))
 }
 
 async fn list(
     State(service): State<Arc<ContentService>>,
     params: Params,
-) -> Result<axum::Json<ListBody>, ApiError> {
+) -> Result<platform::extract::Json<ListBody>, ApiError> {
     let page = PageRequest::from_params(&params)?;
     let state = params
         .text("state")
@@ -138,7 +138,7 @@ async fn list(
     };
 
     let page = service.list(&filter, &page).await?;
-    Ok(axum::Json(ListBody {
+    Ok(platform::extract::Json(ListBody {
         items: page.items,
         next_page_token: page.next.map(|cursor| cursor.encode()),
     }))

@@ -32,11 +32,11 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
 async fn ingest(
     State(pipeline): State<Arc<Pipeline>>,
     request: Request,
-) -> Result<(StatusCode, axum::Json<IngestSummary>), ApiError> {
+) -> Result<(StatusCode, platform::extract::Json<IngestSummary>), ApiError> {
     let format = body_format(request.headers())?;
     let body = read_body(request, &()).await?;
     let summary = pipeline.ingest(body, format)?;
-    Ok((StatusCode::ACCEPTED, axum::Json(summary)))
+    Ok((StatusCode::ACCEPTED, platform::extract::Json(summary)))
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {

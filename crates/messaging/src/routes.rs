@@ -238,7 +238,7 @@ async fn lease(
     let lease = messaging
         .lease(&topic, &id, ack_id.as_deref(), timeout)
         .await?;
-    Ok(axum::Json(lease).into_response())
+    Ok(platform::extract::Json(lease).into_response())
 }
 
 async fn ack_batch(
@@ -253,19 +253,19 @@ async fn ack_batch(
         ));
     };
     let report = messaging.ack_many(&topic, ids).await?;
-    Ok(axum::Json(report).into_response())
+    Ok(platform::extract::Json(report).into_response())
 }
 
 async fn stats(
     State(messaging): State<Arc<Messaging>>,
     Path(topic): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(axum::Json(messaging.stats(&topic).await?).into_response())
+    Ok(platform::extract::Json(messaging.stats(&topic).await?).into_response())
 }
 
 async fn list_topics(State(messaging): State<Arc<Messaging>>) -> Result<Response, ApiError> {
     let topics = messaging.topics().await?;
-    Ok(axum::Json(TopicsBody { topics }).into_response())
+    Ok(platform::extract::Json(TopicsBody { topics }).into_response())
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

@@ -39,11 +39,15 @@ async fn ingest(
     let response = match input::parse(&bytes)? {
         IngestBody::One(sample) => {
             let summary = collector.ingest_one(sample).await?;
-            (StatusCode::ACCEPTED, axum::Json(summary)).into_response()
+            (StatusCode::ACCEPTED, platform::extract::Json(summary)).into_response()
         }
         IngestBody::Batch(samples) => {
             let accepted = collector.ingest_batch(samples).await?;
-            (StatusCode::ACCEPTED, axum::Json(Accepted { accepted })).into_response()
+            (
+                StatusCode::ACCEPTED,
+                platform::extract::Json(Accepted { accepted }),
+            )
+                .into_response()
         }
     };
     Ok(response)
@@ -52,7 +56,7 @@ async fn ingest(
 async fn summary(
     State(collector): State<Arc<Collector>>,
     params: Params,
-) -> Result<axum::Json<BTreeMap<String, Summary>>, ApiError> {
+) -> Result<platform::extract::Json<BTreeMap<String, Summary>>, ApiError> {
     let query = SummaryQuery {
         filter: SeriesFilter {
             namespace: params.parsed("namespace", service::parse_name_filter)?,
@@ -61,7 +65,7 @@ async fn summary(
         window: params.parsed("window", |text| collector.parse_window(text))?,
     };
     let summaries = collector.summary(&query).await?;
-    Ok(axum::Json(summaries))
+    Ok(platform::extract::Json(summaries))
 }
 
 impl From<Error> for ApiError {

@@ -39,7 +39,7 @@ struct SubmitBody {
 async fn submit(
     State(moderator): State<Arc<Moderator>>,
     Json(object): Json<Map<String, Value>>,
-) -> Result<(StatusCode, axum::Json<Job>), ApiError> {
+) -> Result<(StatusCode, platform::extract::Json<Job>), ApiError> {
     // Reading an object first matters: serde fills a struct from a JSON array by position,
     // so `["c", "a", "text"]` would otherwise pass as a job.
     let body: SubmitBody = from_value(Value::Object(object), "")?;
@@ -49,7 +49,7 @@ async fn submit(
         body: body.body,
     };
     let job = moderator.submit(input).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(job)))
+    Ok((StatusCode::ACCEPTED, platform::extract::Json(job)))
 }
 
 async fn next(
@@ -59,7 +59,7 @@ async fn next(
     let wait_ms = params.integer("wait_ms", 0..=MAX_WAIT_MS)?.unwrap_or(0);
     let wait = Duration::from_millis(wait_ms);
     Ok(match moderator.next_decision(wait).await? {
-        Some(decision) => axum::Json(decision).into_response(),
+        Some(decision) => platform::extract::Json(decision).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
 }

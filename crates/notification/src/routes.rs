@@ -34,7 +34,7 @@ struct NotifyBody {
 async fn notify(
     State(notifier): State<Arc<Notifier>>,
     Json(body): Json<NotifyBody>,
-) -> Result<(StatusCode, axum::Json<Delivery>), ApiError> {
+) -> Result<(StatusCode, platform::extract::Json<Delivery>), ApiError> {
     let input = NewNotification {
         channel: body.channel,
         recipient: body.recipient,
@@ -42,15 +42,15 @@ async fn notify(
         data: body.data,
     };
     let delivery = notifier.notify(input).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(delivery)))
+    Ok((StatusCode::ACCEPTED, platform::extract::Json(delivery)))
 }
 
 async fn recent(
     State(notifier): State<Arc<Notifier>>,
     params: Params,
-) -> Result<axum::Json<Vec<Delivery>>, ApiError> {
+) -> Result<platform::extract::Json<Vec<Delivery>>, ApiError> {
     let limit = params.integer("limit", 1..=notifier.recent_capacity())?;
-    Ok(axum::Json(notifier.recent(limit).await?))
+    Ok(platform::extract::Json(notifier.recent(limit).await?))
 }
 
 impl From<Error> for ApiError {

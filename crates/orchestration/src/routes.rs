@@ -49,7 +49,7 @@ struct ListBody {
 async fn create(
     State(orchestrator): State<Arc<Orchestrator>>,
     Json(body): Json<CreateBody>,
-) -> Result<(StatusCode, axum::Json<Assignment>), ApiError> {
+) -> Result<(StatusCode, platform::extract::Json<Assignment>), ApiError> {
     let input = NewAssignment {
         agent_id: body.agent_id,
         workload_id: body.workload_id,
@@ -58,32 +58,34 @@ async fn create(
         metadata: body.metadata,
     };
     let assignment = orchestrator.create(input).await?;
-    Ok((StatusCode::CREATED, axum::Json(assignment)))
+    Ok((StatusCode::CREATED, platform::extract::Json(assignment)))
 }
 
 async fn fetch(
     State(orchestrator): State<Arc<Orchestrator>>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Assignment>, ApiError> {
-    Ok(axum::Json(orchestrator.get(&id).await?))
+) -> Result<platform::extract::Json<Assignment>, ApiError> {
+    Ok(platform::extract::Json(orchestrator.get(&id).await?))
 }
 
 async fn update(
     State(orchestrator): State<Arc<Orchestrator>>,
     Path(id): Path<String>,
     Json(body): Json<UpdateBody>,
-) -> Result<axum::Json<Assignment>, ApiError> {
+) -> Result<platform::extract::Json<Assignment>, ApiError> {
     let update = StatusUpdate {
         status: body.status,
         status_message: body.status_message,
     };
-    Ok(axum::Json(orchestrator.update_status(&id, update).await?))
+    Ok(platform::extract::Json(
+        orchestrator.update_status(&id, update).await?,
+    ))
 }
 
 async fn list(
     State(orchestrator): State<Arc<Orchestrator>>,
     params: Params,
-) -> Result<axum::Json<ListBody>, ApiError> {
+) -> Result<platform::extract::Json<ListBody>, ApiError> {
     let page = PageRequest::from_params(&params)?;
     let status = params
         .text("status")
@@ -97,7 +99,7 @@ async fn list(
     };
 
     let page = orchestrator.list(&filter, &page).await?;
-    Ok(axum::Json(ListBody {
+    Ok(platform::extract::Json(ListBody {
         assignments: page.items,
         next_page_token: page.next.map(|cursor| cursor.encode()),
     }))
