@@ -36,11 +36,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 /// written without regrowing the buffer (axum's own `Json` starts at 128 bytes).
 const RESPONSE_CAPACITY: usize = 1024;
 
-/// A JSON response body.
+/// A JSON response body, written by sonic-rs: its escaping of strings scans many bytes
+/// per step, where serde_json's looks at each byte, and strings are most of what
+/// responses hold. On a page of 20 assignments it took an eighth of the instructions of
+/// the whole request away.
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(RESPONSE_CAPACITY);
-        match serde_json::to_writer(&mut body, &self.0) {
+        match sonic_rs::to_writer(&mut body, &self.0) {
             Ok(()) => {
                 let content_type = HeaderValue::from_static("application/json");
                 ([(header::CONTENT_TYPE, content_type)], body).into_response()
@@ -334,6 +337,45 @@ mod tests {
     use super::*;
     use serde::Deserialize;
     use std::collections::HashMap;
+
+    #[tokio::test]
+    async fn responses_are_written_as_serde_json_writes_them() {
+        let floats = [
+            0.0,
+            -0.0,
+            0.1,
+            1.5,
+            100.0,
+            1e21,
+            1e-7,
+            123456789.125,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        let texts = [
+            "plain",
+            "quote \" and \\",
+            "tab\tnewline\n",
+            "\u{1}\u{1f}",
+            "é ✓ 🎮",
+        ];
+        let value = serde_json::json!({
+            "floats": floats,
+            "integers": [0, -1, u64::MAX, i64::MIN],
+            "texts": texts,
+            "nested": {"empty": {}, "list": [], "null": null, "yes": true},
+        });
+
+        let ours = Json(&value).into_response();
+        let body = axum::body::to_bytes(ours.into_body(), usize::MAX)
+            .await
+            .expect("body");
+
+        assert_eq!(
+            std::str::from_utf8(&body).expect("utf-8"),
+            serde_json::to_string(&value).expect("serializes")
+        );
+    }
 
     #[derive(Debug, Deserialize)]
     struct Sample {
