@@ -21,8 +21,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     /// Boxed, so that growing the table moves pointers rather than whole assignments
-    /// while the write lock is held.
-    by_id: HashMap<Uuid, Box<Assignment>>,
+    /// while the write lock is held. The service makes every id, so clients cannot pick
+    /// colliding keys, and a fast hasher serves: lists look up every entry they scan.
+    by_id: HashMap<Uuid, Box<Assignment>, foldhash::fast::RandomState>,
     by_creation: BTreeSet<(Timestamp, Uuid)>,
 }
 
