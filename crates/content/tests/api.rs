@@ -752,8 +752,13 @@ async fn list_pages_through_equal_timestamps(app: TestApp) {
     // order means descending ids, and no item may be skipped or repeated across pages.
     let ids = ["m", "b", "z", "a", "q", "c-1", "c-0", "y"];
     for id in ids {
-        let project = if id < "n" { "low" } else { "high" };
-        app.submit(id, json!({"project_id": project})).await;
+        let (project, tenant) = if id < "n" {
+            ("low", "tenant-low")
+        } else {
+            ("high", "tenant-high")
+        };
+        app.submit(id, json!({"project_id": project, "tenant_id": tenant}))
+            .await;
     }
 
     let walk = |filter: &'static str| {
@@ -790,6 +795,11 @@ async fn list_pages_through_equal_timestamps(app: TestApp) {
         .cloned()
         .collect();
     assert_eq!(walk("&project_id=low").await, low);
+    assert_eq!(walk("&tenant_id=tenant-low").await, low);
+    assert_eq!(
+        walk("&tenant_id=tenant-low&project_id=high").await,
+        Vec::<String>::new()
+    );
 
     // An exact multiple of the page size has no token after the last page.
     let body = app.get("/content?page_size=8").await.json();

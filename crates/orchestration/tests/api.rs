@@ -417,32 +417,55 @@ async fn list_filters_and_orders_newest_first(app: TestApp) {
 
 async fn list_pages_through_everything(app: TestApp) {
     let mut created = Vec::new();
-    for _ in 0..7 {
+    for index in 0..7 {
         // Equal timestamps on purpose: the id breaks ties, so no item is skipped or repeated.
-        created.push(id_of(
-            &app.create(json!({"agent_id": "a", "workload_id": "w"}))
-                .await,
+        let agent = if index % 2 == 0 { "a" } else { "b" };
+        created.push((
+            agent,
+            id_of(
+                &app.create(json!({"agent_id": agent, "workload_id": "w"}))
+                    .await,
+            ),
         ));
     }
-    let mut seen = Vec::new();
-    let mut query = "/assignments?page_size=3".to_string();
-    loop {
-        let body = app.client.get(&query).send().await.json();
-        let page: Vec<String> = body["assignments"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(id_of)
-            .collect();
-        assert!(page.len() <= 3);
-        seen.extend(page);
-        match body["next_page_token"].as_str() {
-            Some(token) => query = format!("/assignments?page_size=3&page_token={token}"),
-            None => break,
-        }
-    }
     created.reverse();
-    assert_eq!(seen, created);
+
+    let walk = |filter: &'static str| {
+        let client = app.client.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut query = format!("/assignments?page_size=3{filter}");
+            loop {
+                let body = client.get(&query).send().await.json();
+                let page: Vec<String> = body["assignments"]
+                    .as_array()
+                    .expect("array")
+                    .iter()
+                    .map(id_of)
+                    .collect();
+                assert!(page.len() <= 3);
+                seen.extend(page);
+                match body["next_page_token"].as_str() {
+                    Some(token) => {
+                        query = format!("/assignments?page_size=3{filter}&page_token={token}")
+                    }
+                    None => break,
+                }
+            }
+            seen
+        }
+    };
+    let of_agent = |agent: &str| -> Vec<String> {
+        created
+            .iter()
+            .filter(|(owner, _)| agent.is_empty() || *owner == agent)
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+
+    assert_eq!(walk("").await, of_agent(""));
+    assert_eq!(walk("&agent_id=a").await, of_agent("a"));
+    assert_eq!(walk("&agent_id=b").await, of_agent("b"));
 }
 
 async fn list_rejects_bad_parameters(app: TestApp) {

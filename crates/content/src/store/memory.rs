@@ -24,6 +24,9 @@ struct Inner {
     /// write lock is held.
     by_id: HashMap<String, Box<Entry>>,
     by_submission: BTreeSet<(Timestamp, String)>,
+    /// The same index per tenant: a tenant's list walks only its own items. An item's
+    /// tenant never changes.
+    by_tenant: HashMap<String, BTreeSet<(Timestamp, String)>>,
 }
 
 #[derive(Debug)]
@@ -57,9 +60,13 @@ impl ContentStore for MemoryStore {
         {
             return Err(StoreError::Full { capacity });
         }
+        let key = (item.submitted_at, item.content_id.clone());
         inner
-            .by_submission
-            .insert((item.submitted_at, item.content_id.clone()));
+            .by_tenant
+            .entry(item.tenant_id.clone())
+            .or_default()
+            .insert(key.clone());
+        inner.by_submission.insert(key);
         let entry = Entry {
             item: item.clone(),
             reviews: VecDeque::new(),
@@ -117,14 +124,19 @@ impl ContentStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<ContentItem>, StoreError> {
         let inner = self.inner.read();
+        let no_items = BTreeSet::new();
+        let index = match &filter.tenant_id {
+            Some(tenant) => inner.by_tenant.get(tenant).unwrap_or(&no_items),
+            None => &inner.by_submission,
+        };
         // Newest first: walk the index backwards from just below the cursor, if any.
         let newer_bound = page
             .after
             .as_ref()
             .map(|cursor| (cursor.created_at(), cursor.id.clone()));
         let keys: Box<dyn Iterator<Item = &(Timestamp, String)>> = match newer_bound {
-            Some(bound) => Box::new(inner.by_submission.range(..bound).rev()),
-            None => Box::new(inner.by_submission.iter().rev()),
+            Some(bound) => Box::new(index.range(..bound).rev()),
+            None => Box::new(index.iter().rev()),
         };
         let matching = keys
             .filter_map(|(_, id)| inner.by_id.get(id))

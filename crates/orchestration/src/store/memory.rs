@@ -25,6 +25,9 @@ struct Inner {
     /// colliding keys, and a fast hasher serves: lists look up every entry they scan.
     by_id: HashMap<Uuid, Box<Assignment>, foldhash::fast::RandomState>,
     by_creation: BTreeSet<(Timestamp, Uuid)>,
+    /// The same index per agent: an agent's list walks only its own assignments. An
+    /// assignment's agent never changes.
+    by_agent: HashMap<String, BTreeSet<(Timestamp, Uuid)>>,
 }
 
 impl MemoryStore {
@@ -46,9 +49,13 @@ impl AssignmentStore for MemoryStore {
         {
             return Err(StoreError::Full { capacity });
         }
+        let key = (assignment.created_at, assignment.assignment_id);
         inner
-            .by_creation
-            .insert((assignment.created_at, assignment.assignment_id));
+            .by_agent
+            .entry(assignment.agent_id.clone())
+            .or_default()
+            .insert(key);
+        inner.by_creation.insert(key);
         inner
             .by_id
             .insert(assignment.assignment_id, Box::new(assignment.clone()));
@@ -90,13 +97,18 @@ impl AssignmentStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<Assignment>, StoreError> {
         let inner = self.inner.read();
+        let no_assignments = BTreeSet::new();
+        let index = match &filter.agent_id {
+            Some(agent) => inner.by_agent.get(agent).unwrap_or(&no_assignments),
+            None => &inner.by_creation,
+        };
         // The index orders ids as their text does, so the cursor's position can be
         // sought directly instead of walking every newer assignment.
         let newer_than_cursor = match &page.after {
-            None => inner.by_creation.range(..),
+            None => index.range(..),
             Some(cursor) => {
                 let id = Uuid::parse_str(&cursor.id).unwrap_or(Uuid::nil());
-                inner.by_creation.range(..(cursor.created_at(), id))
+                index.range(..(cursor.created_at(), id))
             }
         };
         let matching = newer_than_cursor
