@@ -1,6 +1,8 @@
 //! The moderation policy: banned terms matched case-insensitively as substrings.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use std::collections::HashSet;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use crate::model::{Evaluation, Verdict};
 
@@ -45,13 +47,15 @@ impl Policy {
     {
         let mut unique_terms = Vec::new();
         let mut folded = Vec::new();
+        // A set, not a scan of `folded`: lists of 100 000 terms are real.
+        let mut seen = HashSet::new();
         for term in terms {
             let term = term.as_ref().trim();
             if term.is_empty() {
                 continue;
             }
             let key = fold_case(term);
-            if folded.contains(&key) {
+            if !seen.insert(key.clone()) {
                 continue;
             }
             unique_terms.push(term.to_string());
@@ -65,6 +69,7 @@ impl Policy {
         // so `scam` and `scammer` both match in "scammer".
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
+            .kind(Some(automaton_kind(folded.len())))
             .build(&folded)
             .map_err(|source| PolicyError::Build {
                 terms: folded.len(),
@@ -127,6 +132,20 @@ pub fn parse_term_lines(text: &str) -> Vec<String> {
         .filter(|term| !term.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Terms up to which the policy compiles a DFA. A DFA reads each byte of a body with one
+/// table lookup: on 1 KiB bodies against 10 000 terms it took half the instructions of
+/// the contiguous NFA, for 13 MiB more RSS. Its table grows with the terms, so longer
+/// lists keep the NFA.
+const MAX_DFA_TERMS: usize = 20_000;
+
+fn automaton_kind(terms: usize) -> AhoCorasickKind {
+    if terms <= MAX_DFA_TERMS {
+        AhoCorasickKind::DFA
+    } else {
+        AhoCorasickKind::ContiguousNFA
+    }
 }
 
 /// Lower-cases one character at a time. Unlike `str::to_lowercase`, this maps `Σ` to
@@ -261,13 +280,20 @@ mod tests {
     }
 
     #[test]
-    fn large_policy_matches() {
-        let terms: Vec<String> = (0..10_000).map(|i| format!("banned{i}x")).collect();
-        let policy = Policy::new(&terms).expect("valid");
-        let mut body = "lorem ipsum ".repeat(80);
-        body.push_str("BANNED9999X and banned42x");
-        let evaluation = policy.evaluate(&body);
-        assert_eq!(evaluation.matched_terms, ["banned42x", "banned9999x"]);
+    fn large_policies_match_with_either_automaton() {
+        // One list within the DFA limit and one past it, which takes the NFA.
+        for count in [10_000, MAX_DFA_TERMS + 1] {
+            let terms: Vec<String> = (0..count).map(|i| format!("banned{i}x")).collect();
+            let policy = Policy::new(&terms).expect("valid");
+            let mut body = "lorem ipsum ".repeat(80);
+            body.push_str("BANNED9999X and banned42x");
+            let evaluation = policy.evaluate(&body);
+            assert_eq!(
+                evaluation.matched_terms,
+                ["banned42x", "banned9999x"],
+                "{count} terms"
+            );
+        }
     }
 
     #[test]
