@@ -14,9 +14,24 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 /// A UTC instant with microsecond precision, written as RFC 3339 with a `Z` suffix.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(transparent)]
 pub struct Timestamp(OffsetDateTime);
+
+impl Ord for Timestamp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Every timestamp is in UTC, so its calendar fields order it. OffsetDateTime's own
+        // comparison converts both sides to UTC first, and the memory stores' indexes
+        // compare timestamps a dozen times per insert.
+        (self.0.date(), self.0.time()).cmp(&(other.0.date(), other.0.time()))
+    }
+}
+
+impl PartialOrd for Timestamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Timestamp {
     /// The Unix epoch, useful as a lower bound.
@@ -259,6 +274,35 @@ mod tests {
                 format!("\"{expected}\"")
             );
         }
+    }
+
+    #[test]
+    fn order_follows_the_instant() {
+        let micros = [
+            -62_135_596_800_000_000, // 0001-01-01
+            -1,
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_717_243_200_123_456,
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999
+        ];
+        for a in micros {
+            for b in micros {
+                let (x, y) = (
+                    Timestamp::from_unix_micros(a).expect("in range"),
+                    Timestamp::from_unix_micros(b).expect("in range"),
+                );
+                assert_eq!(x.cmp(&y), a.cmp(&b), "{a} against {b}");
+            }
+        }
+
+        // The same instant written with another offset is equal and orders alike.
+        let here = Timestamp::parse("2024-05-01T14:00:00+02:00").expect("valid");
+        let utc = Timestamp::parse("2024-05-01T12:00:00Z").expect("valid");
+        assert_eq!(here.cmp(&utc), std::cmp::Ordering::Equal);
+        assert!(Timestamp::parse("2024-05-01T13:00:00+02:00").expect("valid") < utc);
     }
 
     #[test]
