@@ -1,6 +1,7 @@
 //! Request extractors whose rejections use the JSON error shape: a JSON body with field
 //! paths in its errors, and query parameters checked one by one.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
@@ -76,10 +77,15 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 }
 
 /// Returns the media type of a request without parameters, lower-cased (`application/json`).
-pub fn media_type(headers: &HeaderMap) -> Option<String> {
+/// It borrows the header when that is lower case already, as nearly every client sends it.
+pub fn media_type(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next().unwrap_or("").trim();
-    Some(essence.to_ascii_lowercase())
+    if essence.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Some(Cow::Owned(essence.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(essence))
+    }
 }
 
 /// Checks that the content type is JSON (`application/json` or `application/*+json`).

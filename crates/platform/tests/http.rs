@@ -131,6 +131,40 @@ async fn json_body_needs_content_type() {
 }
 
 #[tokio::test]
+async fn json_content_type_ignores_case_and_parameters() {
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/merge-patch+json",
+    ] {
+        let response = client()
+            .post("/echo")
+            .body(Some(content_type), r#"{"a":1}"#)
+            .send()
+            .await;
+        response.expect_status(StatusCode::OK);
+        assert_eq!(response.json(), json!({"a": 1}), "{content_type}");
+    }
+
+    let response = client()
+        .post("/echo")
+        .body(Some("Text/Plain"), "{}")
+        .send()
+        .await;
+    let error = response.expect_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        None,
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("text/plain")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn request_id_is_generated_or_echoed() {
     let response = client().get("/healthz").send().await;
     let generated = response.header("x-request-id").expect("generated id");
