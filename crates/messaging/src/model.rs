@@ -323,8 +323,8 @@ pub mod payload_base64 {
         LENIENT.decode(text)
     }
 
-    /// Says what is wrong with text that failed to decode, in words for an API client:
-    /// the decoder's own wording gives symbols as numbers.
+    /// Describes why text failed to decode, in words for an API client, because the
+    /// decoder's own message gives symbols as numbers.
     pub fn describe(error: &base64::DecodeError) -> String {
         use base64::DecodeError::*;
 

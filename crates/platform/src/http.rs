@@ -170,7 +170,7 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
 
 /// A GET route whose handler changes state (it leases or hands out work), so `HEAD`
 /// must not reach it: axum would otherwise run the GET handler for `HEAD` too.
-/// `allow` lists the methods the whole path takes, for the refusal's `Allow` header.
+/// `allow` lists every method of the path, for the `Allow` header of the 405 response.
 pub fn get_changing_state<H, T, S>(handler: H, allow: &'static str) -> MethodRouter<S>
 where
     H: axum::handler::Handler<T, S>,

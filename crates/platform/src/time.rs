@@ -299,9 +299,9 @@ mod tests {
         }
 
         // The same instant written with another offset is equal and orders alike.
-        let here = Timestamp::parse("2024-05-01T14:00:00+02:00").expect("valid");
+        let with_offset = Timestamp::parse("2024-05-01T14:00:00+02:00").expect("valid");
         let utc = Timestamp::parse("2024-05-01T12:00:00Z").expect("valid");
-        assert_eq!(here.cmp(&utc), std::cmp::Ordering::Equal);
+        assert_eq!(with_offset.cmp(&utc), std::cmp::Ordering::Equal);
         assert!(Timestamp::parse("2024-05-01T13:00:00+02:00").expect("valid") < utc);
     }
 

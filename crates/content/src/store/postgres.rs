@@ -151,10 +151,10 @@ impl ContentStore for PostgresStore {
     }
 
     async fn review(&self, id: &str, change: &ReviewChange) -> Result<ReviewOutcome, StoreError> {
-        // A client that hangs up drops its request's future. Dropped between COMMIT and
-        // its reply, the transaction would queue a needless ROLLBACK, which Postgres
-        // answers with a warning, so the transaction runs in a task of its own and
-        // always ends with its commit or its rollback.
+        // A client that hangs up drops its request's future. If that happens between
+        // COMMIT and its reply, the dropped transaction queues a needless ROLLBACK and
+        // Postgres logs a warning. In its own task the transaction always ends with its
+        // commit or its rollback.
         let store = self.clone();
         let (id, change) = (id.to_owned(), change.clone());
         let task = tokio::spawn(async move { store.review_in_transaction(&id, &change).await });

@@ -21,8 +21,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     /// Boxed, so that growing the table moves pointers rather than whole assignments
-    /// while the write lock is held. The service makes every id, so clients cannot pick
-    /// colliding keys, and a fast hasher serves: lists look up every entry they scan.
+    /// while the write lock is held. The service creates every id, so clients cannot
+    /// choose colliding keys and a fast hasher is safe. Lists look up every entry they
+    /// scan.
     by_id: HashMap<Uuid, Box<Assignment>, foldhash::fast::RandomState>,
     by_creation: BTreeSet<(Timestamp, Uuid)>,
     /// The same index per agent: an agent's list walks only its own assignments. An
