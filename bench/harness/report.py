@@ -118,7 +118,8 @@ def target_rows(results):
             continue
         measured = (f"RSS start {mib(flat['start_kib'])}, middle {mib(flat['middle_kib'])}, "
                     f"end {mib(flat['end_kib'])}, max {mib(flat['max_kib'])} MiB")
-        growth = f"{flat['growth_kib'] / flat['middle_kib'] * 100:+.1f} % in the second half"
+        growth = (f"second-half peak {flat['growth_kib'] / flat['first_peak_kib'] * 100:+.1f} % "
+                  "over the first half's")
         rows.append((target, f"`{flat['service']}` {flat['endpoint']}", measured, growth,
                      verdict(flat["flat"], flat)))
     return rows
@@ -277,8 +278,8 @@ def problems(results):
         if flat["status"] != "ok":
             found.append(f"memory flatness `{flat['case']}`: {flat.get('reason', '')}")
         elif flat.get("flat") is False:
-            found.append(f"memory flatness `{flat['case']}`: RSS grew by "
-                         f"{mib(flat['growth_kib'])} MiB in the second half")
+            found.append(f"memory flatness `{flat['case']}`: the second half's RSS peak was "
+                         f"{mib(flat['growth_kib'])} MiB above the first half's")
     return "\n".join(f"- {line}" for line in found) or "- none"
 
 
@@ -344,8 +345,9 @@ def render(results):
                "errors", "consumer counts"], flow_rows(results["runs"])),
         "## Memory flatness",
         f"RSS (VmRSS) sampled every second of a {results['flat_seconds']} s run on the "
-        "memory store at full rate. Growth in the second half beyond 5 % (or 4 MiB) counts "
-        "as not flat.",
+        "memory store at full rate. A peak in the second half above the first half's peak "
+        "by more than 5 % (or 4 MiB) counts as not flat: memory that grows without bound "
+        "sets new peaks, while a queue that fills and drains within its bound does not.",
         table(["endpoint", "req/s", "start MiB", "middle MiB", "end MiB", "max MiB", "flat",
                "errors"], flat_rows(results["flat"])),
         "## Ceilings",
