@@ -62,9 +62,9 @@ SERVICES = {
             "LOG_PIPELINE_QUEUE_SIZE": (
                 "100000",
                 "the default of 256 events is smaller than one 1000-event batch. 100 000 "
-                "events are about 70 ms of ingest at full rate: enough to absorb the "
-                "moments the busy cores leave a sink thread unscheduled, far too few to "
-                "absorb a run, so the accepted rate is what the sinks sustain",
+                "events are about 70 ms of ingest at full rate. That absorbs the moments "
+                "when the busy cores leave a sink thread unscheduled but not a whole run, "
+                "so the accepted rate is what the sinks sustain",
             ),
         },
         stdout_sink=True,

@@ -346,8 +346,8 @@ def render(results):
         "## Memory flatness",
         f"RSS (VmRSS) sampled every second of a {results['flat_seconds']} s run on the "
         "memory store at full rate. A peak in the second half above the first half's peak "
-        "by more than 5 % (or 4 MiB) counts as not flat: memory that grows without bound "
-        "sets new peaks, while a queue that fills and drains within its bound does not.",
+        "by more than 5 % (or 4 MiB) counts as not flat. Memory that grows without bound "
+        "sets new peaks, and a queue that fills and drains within its bound does not.",
         table(["endpoint", "req/s", "start MiB", "middle MiB", "end MiB", "max MiB", "flat",
                "errors"], flat_rows(results["flat"])),
         "## Ceilings",
