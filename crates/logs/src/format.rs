@@ -6,7 +6,7 @@
 use platform::Timestamp;
 use platform::time::RFC3339_LEN;
 
-use crate::model::{Level, RecordRef};
+use crate::model::{Fields, Level, RecordRef};
 
 /// Writes records as JSON objects with the fields in the order of the API: `source`,
 /// `level`, `message`, `fields`, `timestamp`, `received_at`, `sequence`.
@@ -29,16 +29,9 @@ impl RecordWriter {
         out.extend_from_slice(quoted_level(event.level));
         out.extend_from_slice(b",\"message\":");
         push_string(out, &event.message);
-        out.extend_from_slice(b",\"fields\":{");
-        for (index, (name, value)) in event.fields.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            push_string(out, name);
-            out.push(b':');
-            push_string(out, value);
-        }
-        out.extend_from_slice(b"},\"timestamp\":");
+        out.extend_from_slice(b",\"fields\":");
+        push_fields(out, &event.fields);
+        out.extend_from_slice(b",\"timestamp\":");
         self.timestamp.push(out, event.timestamp);
         out.extend_from_slice(b",\"received_at\":");
         self.received_at.push(out, record.received_at);
@@ -146,6 +139,21 @@ fn needs_escape(word: u64) -> bool {
     let zero_quote = quote.wrapping_sub(ONES) & !quote;
     let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
     (below_space | zero_quote | zero_backslash) & !word & HIGH != 0
+}
+
+/// Appends `fields` as a JSON object of strings. Records written as JSON and the Postgres sink's
+/// `jsonb` column both use this text.
+pub(crate) fn push_fields(out: &mut Vec<u8>, fields: &Fields) {
+    out.push(b'{');
+    for (index, (name, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        push_string(out, name);
+        out.push(b':');
+        push_string(out, value);
+    }
+    out.push(b'}');
 }
 
 /// Appends `text` as a JSON string.

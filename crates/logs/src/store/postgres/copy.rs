@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use platform::Timestamp;
 
-use crate::format::push_string;
+use crate::format::push_fields;
 use crate::model::{Batch, RecordRef};
 
 /// The statement the rows are sent to; the columns are in the order `push_row` writes.
@@ -60,16 +60,7 @@ fn push_fields_jsonb(out: &mut Vec<u8>, record: RecordRef<'_>) {
     let length_at = out.len();
     out.extend_from_slice(&[0; 4]);
     out.push(JSONB_VERSION);
-    out.push(b'{');
-    for (index, (name, value)) in record.event.fields.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        push_string(out, name);
-        out.push(b':');
-        push_string(out, value);
-    }
-    out.push(b'}');
+    push_fields(out, &record.event.fields);
     let length = field_len(out.len() - length_at - 4);
     out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
 }
