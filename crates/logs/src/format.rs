@@ -141,8 +141,8 @@ fn needs_escape(word: u64) -> bool {
     (below_space | zero_quote | zero_backslash) & !word & HIGH != 0
 }
 
-/// Appends `fields` as a JSON object of strings. Records written as JSON and the Postgres sink's
-/// `jsonb` column both use this text.
+/// Appends `fields` as a JSON object of strings. Records written as JSON and the Postgres
+/// sink's `jsonb` column both use this text.
 pub(crate) fn push_fields(out: &mut Vec<u8>, fields: &Fields) {
     out.push(b'{');
     for (index, (name, value)) in fields.iter().enumerate() {
